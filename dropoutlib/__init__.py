@@ -1,0 +1,18 @@
+"""dropoutlib: dropout from first principles.
+
+The library behind the book *Dropout from Scratch*. Subpackages:
+
+- :mod:`dropoutlib.numpy` -- from-scratch NumPy implementations (forward and backward).
+- :mod:`dropoutlib.stats` -- confidence intervals and tolerances for statistical checks.
+- :mod:`dropoutlib.display` -- render the library's own source inside a chapter.
+- :mod:`dropoutlib.plotting` -- the book's shared plotting style.
+
+Convention used everywhere: ``p`` is the **drop** probability, as in PyTorch. The
+original paper (Srivastava et al., 2014) writes ``p`` for the *keep* probability.
+
+Importing :mod:`dropoutlib` does not import PyTorch; only :mod:`dropoutlib.torch` does.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,15 @@
+"""From-scratch NumPy implementations of dropout and its variants (forward and backward).
+
+Randomness is always explicit: every function that draws a mask takes a
+:class:`numpy.random.Generator` as ``rng=``.
+"""
+
+from dropoutlib.numpy.functional import (
+    SCALINGS,
+    Scaling,
+    bernoulli_mask,
+    dropout,
+    dropout_backward,
+)
+
+__all__ = ["SCALINGS", "Scaling", "bernoulli_mask", "dropout", "dropout_backward"]
