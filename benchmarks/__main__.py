@@ -8,7 +8,9 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    available = sorted(p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob("bench_*.py"))
+    available = sorted(
+        p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob("bench_*.py")
+    )
     names = argv or available
     unknown = [n for n in names if n not in available]
     if unknown:
