@@ -11,5 +11,14 @@ from dropoutlib.numpy.functional import (
     dropout,
     dropout_backward,
 )
+from dropoutlib.numpy.gaussian import gaussian_dropout, gaussian_dropout_backward
 
-__all__ = ["SCALINGS", "Scaling", "bernoulli_mask", "dropout", "dropout_backward"]
+__all__ = [
+    "SCALINGS",
+    "Scaling",
+    "bernoulli_mask",
+    "dropout",
+    "dropout_backward",
+    "gaussian_dropout",
+    "gaussian_dropout_backward",
+]
