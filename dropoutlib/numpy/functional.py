@@ -23,7 +23,15 @@ import numpy as np
 
 from dropoutlib._validation import check_float_array, check_generator, check_probability
 
-__all__ = ["SCALINGS", "Scaling", "bernoulli_mask", "dropout", "dropout_backward"]
+__all__ = [
+    "SCALINGS",
+    "Scaling",
+    "apply_mask",
+    "bernoulli_mask",
+    "dropout",
+    "dropout_backward",
+    "inverted_scale",
+]
 
 Scaling = Literal["inverted", "standard"]
 SCALINGS: tuple[str, ...] = ("inverted", "standard")
@@ -37,6 +45,23 @@ def _check_scaling(scaling: object) -> str:
 
 _BLOCK = 1 << 16  # elements per block: the random words of one block stay in L2 cache
 _WORD = 1 << 32
+
+
+def inverted_scale(p: float, dtype: np.dtype | type) -> np.floating:
+    r"""The factor :math:`1/(1-p)` rounded exactly as PyTorch rounds it for ``dtype``.
+
+    PyTorch's CPU dropout divides a noise tensor of ones by the scalar :math:`1-p` in the
+    input's dtype, so a kept element is multiplied by :math:`\mathrm{fl}(1 / \mathrm{fl}(1-p))`:
+    the rounding of :math:`1-p` to the dtype, then of the quotient (float16 arithmetic is
+    done in float32 and rounded, as on PyTorch's CPU). Using the same factor makes our outputs
+    and gradients bit-identical to PyTorch's given the same mask; the naive double-precision
+    :math:`1/(1-p)` rounded once differs in the last bit for some :math:`p`.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        return np.float16(np.float32(1.0) / np.float32(1.0 - p))
+    one_minus_p = dtype.type(1.0 - p)
+    return dtype.type(1.0) / one_minus_p
 
 
 def _drop_threshold(p: float) -> np.uint32:
@@ -134,7 +159,10 @@ def dropout(
         has the same dtype.
     p : float, default 0.5
         Drop probability, :math:`0 \le p \le 1`. ``p = 0`` keeps everything (the output
-        equals ``x``) and ``p = 1`` drops everything (exact zeros, never NaN).
+        equals ``x``) and ``p = 1`` drops everything (exact zeros, never NaN). For
+        :math:`0 < p < 1` a kept element is multiplied by :func:`inverted_scale` (rounded as
+        PyTorch rounds it) and a dropped one by 0, as in PyTorch: a dropped negative value
+        becomes ``-0.0`` and a dropped ``inf`` or ``nan`` becomes ``nan``.
     rng : numpy.random.Generator, optional
         Required when ``training`` is true (even for ``p`` of 0 or 1, so that code which works
         at one ``p`` keeps working at another); unused in evaluation.
@@ -187,12 +215,60 @@ def dropout(
     mask = np.empty(x.shape, dtype=bool)
     y = np.empty(x.shape, dtype=x.dtype)
     x_flat, y_flat, mask_flat = np.ascontiguousarray(x).reshape(-1), y.reshape(-1), mask.reshape(-1)
-    scale = 1.0 / (1.0 - p) if scaling == "inverted" else None
+    scale = inverted_scale(p, x.dtype) if scaling == "inverted" else None
     for block in _fill_keep_mask_blocks(mask_flat, p, rng):
         np.multiply(x_flat[block], mask_flat[block], out=y_flat[block])
         if scale is not None:
             y_flat[block] *= scale
     return (y, mask) if return_mask else y
+
+
+def apply_mask(
+    x: np.ndarray, mask: np.ndarray, p: float, *, scaling: Scaling = "inverted"
+) -> np.ndarray:
+    r"""Apply a given keep mask: :math:`y = c\, m \odot x` with :math:`c = 1/(1-p)` or 1.
+
+    This is the deterministic half of dropout. With the mask of a PyTorch call it reproduces
+    PyTorch's output bit for bit (the factor is :func:`inverted_scale`), and because dropout
+    is linear in :math:`x` for a fixed mask, the **backward pass is this same function applied
+    to the gradient** (see :func:`dropout_backward`).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Floating array; the result has its dtype.
+    mask : numpy.ndarray of bool
+        Keep mask of the same shape as ``x``.
+    p : float
+        The drop probability the mask was drawn with.
+    scaling : {"inverted", "standard"}, default "inverted"
+        Whether kept values are divided by :math:`1-p` (inverted) or left as they are (standard).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array: ``x * c`` where the mask is true, ``x * 0`` where it is false (exact zeros
+        for ``p = 1``).
+    """
+    x = check_float_array(x)
+    p = check_probability(p)
+    scaling = _check_scaling(scaling)
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise TypeError(
+            "mask must be a boolean keep mask (e.g. from dropout(..., return_mask=True)), "
+            f"but got {type(mask).__name__}"
+            + (f" of dtype {mask.dtype}" if isinstance(mask, np.ndarray) else "")
+        )
+    if mask.shape != x.shape:
+        raise ValueError(
+            f"mask has shape {mask.shape} but the array has shape {x.shape}; they must match"
+        )
+    if p == 1.0:
+        return np.zeros_like(x)
+    y = np.multiply(x, mask)
+    if scaling == "inverted" and p != 0.0:
+        y *= inverted_scale(p, x.dtype)
+    return y
 
 
 def dropout_backward(
@@ -209,10 +285,10 @@ def dropout_backward(
 
     .. math::
 
-       \frac{\partial L}{\partial x_i} = c\, m_i \frac{\partial L}{\partial y_i}.
+       \frac{\partial L}{\partial x_i} = c\, m_i \frac{\partial L}{\partial y_i},
 
-    The mask **must be the one drawn in the forward pass**; a fresh mask would give the
-    gradient of a different function.
+    which is :func:`apply_mask` applied to the incoming gradient. The mask **must be the one
+    drawn in the forward pass**; a fresh mask would give the gradient of a different function.
 
     Parameters
     ----------
@@ -230,23 +306,4 @@ def dropout_backward(
     numpy.ndarray
         :math:`\partial L / \partial x`, with the dtype of ``grad_output``.
     """
-    grad_output = check_float_array(grad_output, "grad_output")
-    p = check_probability(p)
-    scaling = _check_scaling(scaling)
-    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
-        raise TypeError(
-            "mask must be the boolean keep mask returned by dropout(..., return_mask=True), "
-            f"but got {type(mask).__name__}"
-            + (f" of dtype {mask.dtype}" if isinstance(mask, np.ndarray) else "")
-        )
-    if mask.shape != grad_output.shape:
-        raise ValueError(
-            f"mask has shape {mask.shape} but grad_output has shape {grad_output.shape}; "
-            "they must match"
-        )
-    if p == 1.0:
-        return np.zeros_like(grad_output)
-    grad_input = np.multiply(grad_output, mask)
-    if scaling == "inverted" and p != 0.0:
-        grad_input *= 1.0 / (1.0 - p)
-    return grad_input
+    return apply_mask(check_float_array(grad_output, "grad_output"), mask, p, scaling=scaling)
