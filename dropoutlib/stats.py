@@ -18,6 +18,7 @@ __all__ = [
     "binomial_acceptance",
     "clopper_pearson",
     "mean_interval",
+    "variance_interval",
     "z_for_false_failure",
 ]
 
@@ -90,3 +91,25 @@ def mean_interval(samples: np.ndarray, level: float = 0.95, axis: int = 0) -> In
     mean = samples.mean(axis=axis)
     half = _st.t.isf((1.0 - level) / 2.0, n - 1) * samples.std(axis=axis, ddof=1) / np.sqrt(n)
     return Interval(mean, mean - half, mean + half)
+
+
+def variance_interval(samples: np.ndarray, level: float = 0.95) -> Interval:
+    r"""Large-sample confidence interval for the variance of i.i.d. samples.
+
+    The sample variance :math:`s^2` is asymptotically normal with variance
+    :math:`(\mu_4 - \sigma^4)/n`, where :math:`\mu_4` is the fourth central moment
+    (no normality assumed, so it is valid for the two-valued output of dropout). The interval is
+    :math:`s^2 \pm z\,\sqrt{(\hat\mu_4 - s^4)/n}`; use it with thousands of samples. It
+    degenerates when :math:`\mu_4 = \sigma^4`, i.e. for a symmetric two-point law such as the
+    output of dropout with :math:`p = 1/2`, whose sample variance fluctuates only at order
+    :math:`1/n` (the interval then has width zero; check such cases through the keep count).
+    """
+    samples = np.asarray(samples, dtype=np.float64).ravel()
+    n = samples.size
+    if n < 2:
+        raise ValueError(f"need at least 2 samples for an interval, but got {n}")
+    centred = samples - samples.mean()
+    var = float(samples.var(ddof=1))
+    mu4 = float(np.mean(centred**4))
+    half = z_for_false_failure(1.0 - level) * np.sqrt(max(mu4 - var**2, 0.0) / n)
+    return Interval(var, var - half, var + half)

@@ -11,6 +11,7 @@ from dropoutlib.stats import (
     binomial_acceptance,
     clopper_pearson,
     mean_interval,
+    variance_interval,
     z_for_false_failure,
 )
 
@@ -59,3 +60,16 @@ def test_interval_formatting_and_errors():
     assert str(Interval(0.5, 0.25, 0.75)) == "0.5 [0.25, 0.75]"
     with pytest.raises(ValueError, match="at least 2 samples"):
         mean_interval(np.array([1.0]))
+
+
+def test_variance_interval_covers_at_its_nominal_rate_for_two_valued_data():
+    """Dropout-like data (0 w.p. 0.3, else 1/0.7): coverage of 95% intervals over
+    1000 samples of size 2000 is Binomial(1000, ~0.95); region at false failure 1e-9 with a
+    0.01 allowance for the normal approximation of the interval itself.
+    """
+    rng = np.random.default_rng(1)
+    data = (rng.random((1000, 2000)) >= 0.3) / 0.7
+    covered = sum(0.3 / 0.7 in variance_interval(row) for row in data)
+    low, _ = binomial_acceptance(1000, 0.94, false_failure=1e-9)
+    _, high = binomial_acceptance(1000, 0.96, false_failure=1e-9)
+    assert low <= covered <= high
