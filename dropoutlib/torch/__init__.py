@@ -1,0 +1,36 @@
+"""Drop-in ``torch.nn`` dropout layers and functionals, bit-exact with torch 2.13 on CPU.
+
+Importing this subpackage imports PyTorch (nothing else in :mod:`dropoutlib` does).
+"""
+
+from dropoutlib.torch.functional import (
+    alpha_dropout,
+    dropout,
+    dropout1d,
+    dropout2d,
+    dropout3d,
+    feature_alpha_dropout,
+)
+from dropoutlib.torch.modules import (
+    AlphaDropout,
+    Dropout,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    FeatureAlphaDropout,
+)
+
+__all__ = [
+    "AlphaDropout",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "FeatureAlphaDropout",
+    "alpha_dropout",
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "feature_alpha_dropout",
+]

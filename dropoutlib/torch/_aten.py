@@ -1,0 +1,128 @@
+r"""ATen's composite dropout, re-written from torch tensor primitives.
+
+This module mirrors ``_dropout_impl<feature, alpha, inplace>`` in PyTorch's
+``aten/src/ATen/native/Dropout.cpp`` (torch 2.13) op for op, so that under the same
+``torch.manual_seed`` on CPU it draws the same random numbers, rounds the same way and leaves
+the generator in the same state. With :math:`q = 1 - p` the keep probability:
+
+.. math::
+
+   \text{noise}_i = \frac{m_i}{q}, \quad m_i \sim \mathrm{Bernoulli}(q), \qquad
+   y = x \odot \text{noise},
+
+where the division is carried out *in the input's dtype* (``noise.div_(q)``), so a kept element
+is :math:`x_i \cdot \mathrm{fl}(1/\mathrm{fl}(q))`. Alpha dropout replaces the zero of a dropped
+element by SELU's negative saturation :math:`\alpha' = -\lambda\alpha` and fixes mean and
+variance with the affine map :math:`y = a(x \odot m + \alpha'(1 - m)) + b`:
+
+.. math::
+
+   a = \bigl((\alpha'^2 p + 1)\,q\bigr)^{-1/2}, \qquad b = -a\,\alpha' p
+   \quad\text{(ATen writes } b = A a (m - 1) + A a p \text{ with } A = -\alpha'\text{)}.
+
+The public functionals in :mod:`dropoutlib.torch.functional` add torch's Python-level checks
+(``ValueError`` for ``p`` outside [0, 1], rank warnings) in front of these ops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dropoutlib.numpy.torch_rng import SELU_ALPHA_TIMES_SCALE
+
+__all__ = ["SELU_ALPHA_TIMES_SCALE", "aten_dropout", "parse_vf_args"]
+
+
+
+def _tp_name(obj: object) -> str:
+    """The type name CPython's ``tp_name`` holds, as torch's argument parser prints it."""
+    cls = type(obj)
+    if cls.__flags__ & (1 << 9):  # Py_TPFLAGS_HEAPTYPE: classes defined in Python
+        return cls.__name__
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+
+
+def _is_double_like(p: object) -> bool:
+    """Torch's parser rule for a ``float`` argument: number, NumPy scalar or plain 0-d tensor."""
+    if isinstance(p, Tensor):
+        return p.dim() == 0 and not p.requires_grad
+    return isinstance(p, float | int | np.bool_ | np.number)
+
+
+def parse_vf_args(op: str, input: object, p: object, train: object) -> float:
+    """Check the three arguments as ``torch._VF.<op>`` does and return ``p`` as a double.
+
+    Raises
+    ------
+    TypeError
+        With torch's text, e.g. ``dropout(): argument 'train' (position 3) must be bool, not
+        str``. ``input`` must be a tensor, ``p`` a real number (Python, NumPy or a 0-d tensor
+        without grad), ``train`` a Python ``bool``; the first bad argument is reported.
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(
+            f"{op}(): argument 'input' (position 1) must be Tensor, not {_tp_name(input)}"
+        )
+    if not _is_double_like(p):
+        raise TypeError(f"{op}(): argument 'p' (position 2) must be float, not {_tp_name(p)}")
+    if not isinstance(train, bool):
+        raise TypeError(
+            f"{op}(): argument 'train' (position 3) must be bool, not {_tp_name(train)}"
+        )
+    return float(p)  # type: ignore[arg-type]
+
+
+def _feature_noise_shape(input: Tensor) -> list[int]:
+    """``make_feature_noise``: one draw per (sample, channel), ``(N, C, 1, ..., 1)``."""
+    if input.dim() < 2:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+    return [input.size(0), input.size(1)] + [1] * (input.dim() - 2)
+
+
+def aten_dropout(
+    input: Tensor, p: float, train: bool, *, feature: bool, alpha: bool, inplace: bool
+) -> Tensor:
+    """``_dropout_impl<feature, alpha, inplace>``: the CPU dropout family, op for op.
+
+    Parameters
+    ----------
+    input : Tensor
+        Any shape (rank >= 2 for the feature variants once a mask is needed).
+    p : float
+        Drop probability, already a Python float.
+    train : bool
+        ``False`` returns ``input`` itself.
+    feature, alpha, inplace : bool
+        Select the variant: one draw per channel, SELU-preserving affine correction, mutate
+        ``input``.
+
+    Returns
+    -------
+    Tensor
+        ``input`` itself when nothing is dropped (``p == 0``, eval, empty) or when ``inplace``;
+        otherwise a new tensor.
+    """
+    if not (0.0 <= p <= 1.0):  # NaN fails too; the Python layer catches the rest first
+        raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p:g}")
+    if p == 0.0 or not train or input.numel() == 0:
+        return input
+    if p == 1.0:  # x * 0: keeps -0.0 and NaN semantics, uses no random numbers
+        zero = torch.zeros((), dtype=input.dtype, device=input.device)
+        return input.mul_(zero) if inplace else input.mul(zero)
+    if feature:
+        noise = input.new_empty(_feature_noise_shape(input))
+    else:
+        noise = torch.empty_like(input)
+    noise.bernoulli_(1.0 - p)  # keep probability; two MT19937 words per element on CPU
+    if alpha:
+        a = 1.0 / math.sqrt((SELU_ALPHA_TIMES_SCALE**2 * p + 1.0) * (1.0 - p))
+        scaled = SELU_ALPHA_TIMES_SCALE * a
+        b = noise.add(-1).mul_(scaled).add_(scaled * p)
+        noise.mul_(a)
+        return input.mul_(noise).add_(b) if inplace else input.mul(noise).add_(b)
+    noise.div_(1.0 - p)
+    return input.mul_(noise) if inplace else input.mul(noise)
