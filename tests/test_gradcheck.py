@@ -1,0 +1,43 @@
+"""The finite-difference utilities themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dropoutlib.gradcheck import check_module, numerical_gradient, relative_error
+from dropoutlib.numpy.nn import Dropout, Linear, Sequential
+
+
+def test_numerical_gradient_of_known_functions():
+    x = np.array([[0.3, -1.2], [2.0, 0.7]])
+    g = numerical_gradient(lambda v: float(np.sum(np.sin(v) * v**2)), x)
+    np.testing.assert_allclose(g, np.cos(x) * x**2 + 2 * x * np.sin(x), rtol=1e-8)
+    np.testing.assert_array_equal(x, [[0.3, -1.2], [2.0, 0.7]])  # restored
+
+
+def test_relative_error():
+    a = np.array([1.0, -2.0])
+    assert relative_error(a, a) == 0.0
+    assert relative_error(a, -a) == pytest.approx(4 / 4)
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        relative_error(np.zeros(2), np.zeros(3))
+
+
+def test_check_module_replays_the_masks_and_restores_the_generator():
+    rng = np.random.default_rng(0)
+    mask_rng = np.random.default_rng(1)
+    net = Sequential(Linear(5, 4, rng=rng, dtype=np.float64), Dropout(0.5, rng=mask_rng))
+    state = mask_rng.bit_generator.state
+    errors = check_module(net, rng.standard_normal((3, 5)), rng=rng)
+    assert max(errors.values()) < 1e-7
+    assert mask_rng.bit_generator.state == state
+
+
+def test_check_module_wants_float64():
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match="float64"):
+        check_module(Linear(2, 2, rng=rng), np.ones((1, 2)), rng=rng)
+    with pytest.raises(TypeError, match="float64"):
+        numerical_gradient(lambda v: 0.0, np.ones(2, dtype=np.float32))
