@@ -103,9 +103,9 @@ class TestChapter:
     def test_no_global_numpy_random_state(self, path):
         for i, cell in enumerate(code_cells(path), 1):
             src = "".join(cell["source"])
-            assert not re.search(r"np\.random\.(seed|rand|randn|randint|normal|uniform|choice)\(", src), (
-                f"cell {i} uses NumPy's global random state; pass a Generator instead"
-            )
+            assert not re.search(
+                r"np\.random\.(seed|rand|randn|randint|normal|uniform|choice)\(", src
+            ), f"cell {i} uses NumPy's global random state; pass a Generator instead"
 
     def test_outputs_hold_no_machine_specific_text(self, path):
         for i, cell in enumerate(code_cells(path), 1):
@@ -121,4 +121,5 @@ class TestChapter:
         assert len(re.findall(r"^# ", md, flags=re.M)) == 1, "exactly one top-level heading"
         assert md.count("```{exercise}") + md.count(":::{exercise}") >= 3, "at least 3 exercises"
         assert md.count("{solution}") >= 3, "solutions for the exercises"
+        assert md.count(":class: dropdown") >= md.count("{solution}"), "solutions are folded"
         assert "{cite" in md, "at least one citation"

@@ -136,7 +136,9 @@ def test_outputs_are_zero_or_scaled_input(dtype, p):
 
 
 def test_the_mask_takes_one_byte_per_element():
-    _, mask = dropout(np.ones((64, 32), np.float32), 0.5, rng=np.random.default_rng(0), return_mask=True)
+    _, mask = dropout(
+        np.ones((64, 32), np.float32), 0.5, rng=np.random.default_rng(0), return_mask=True
+    )
     assert mask.dtype == np.bool_ and mask.nbytes == mask.size
 
 
