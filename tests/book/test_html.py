@@ -1,0 +1,80 @@
+"""Static checks of the built HTML: every page present, offline-ready, executed without noise."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, toc_pages
+
+PAGES = toc_pages()
+
+
+def page_html(html_root: Path, page: str) -> str:
+    return (html_root / f"{page}.html").read_text()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_toc_page_is_built(html_root, page):
+    assert (html_root / f"{page}.html").exists()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_page_loads_anything_from_the_network(html_root, page):
+    html = page_html(html_root, page)
+    remote = re.findall(r'(?:src|href)="(https?://[^"]+)"', html)
+    # Links a reader may click (repository, launch buttons, cited URLs) are fine; what the page
+    # loads by itself (scripts, styles, images, fonts) must be local.
+    loaded = re.findall(r'<(?:script|img|iframe|source)[^>]+src="(https?://[^"]+)"', html)
+    loaded += re.findall(
+        r'<link[^>]+rel="(?:stylesheet|preload|icon)"[^>]+href="(https?://[^"]+)"', html
+    )
+    assert not loaded, loaded
+    assert all("cdn" not in url for url in remote if "stylesheet" in url)
+
+
+def test_mathjax_is_served_locally(html_root):
+    html = page_html(html_root, "book/02-bernoulli-mask")
+    scripts = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', html)
+    assert scripts == ["../_static/mathjax/tex-chtml.js"]
+    assert (html_root / "_static" / "mathjax" / "tex-chtml.js").stat().st_size > 100_000
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_warnings_or_unexpected_tracebacks_in_outputs(html_root, page):
+    html = page_html(html_root, page)
+    for noise in ("DeprecationWarning", "UserWarning", "RuntimeWarning", "FutureWarning"):
+        assert noise not in html, f"{page} shows a {noise}"
+    # Tracebacks are allowed only in cells that teach an error (tagged raises-exception).
+    tracebacks = html.count('class="output traceback')
+    allowed = html.count("tag_raises-exception")
+    assert tracebacks <= allowed, f"{page}: {tracebacks} tracebacks, {allowed} cells may raise"
+
+
+def test_status_page_lists_every_chapter_as_executed(html_root):
+    html = page_html(html_root, "book/status")
+    chapters = [p.split("/")[-1] for p in PAGES if (ROOT / f"{p}.ipynb").exists()]
+    assert chapters
+    for chapter in chapters:
+        assert chapter in html, f"{chapter} missing from the status page"
+    assert "❌" not in html
+    assert html.count("✅") >= len(chapters)
+    assert "torch" in html and "2.13.0" in html
+
+
+def test_every_citation_resolves_to_the_references_page(html_root):
+    refs = page_html(html_root, "book/references")
+    cited = set()
+    for page in PAGES:
+        cited |= set(
+            re.findall(r'href="references\.html#id\d+"|href="#id\d+"', page_html(html_root, page))
+        )
+    assert cited, "no page cites anything"
+    entries = re.findall(r'<div class="citation" id="(id\d+)"', refs)
+    assert entries, "the references page lists no works"
+    for link in cited:
+        anchor = link.split("#")[1].rstrip('"')
+        if "references.html" in link:
+            assert anchor in entries, link
