@@ -19,6 +19,7 @@ from dropoutlib.torch.modules import (
     Dropout3d,
     FeatureAlphaDropout,
 )
+from dropoutlib.torch.seeded import seeded_dropout as seeded_dropout
 
 __all__ = [
     "AlphaDropout",

@@ -1,0 +1,262 @@
+r"""What dropout keeps for its backward pass: a bool mask, a bit-packed mask, or only a seed.
+
+The backward pass of dropout needs the forward pass's keep mask :math:`m`
+(:func:`dropoutlib.numpy.dropout_backward`). There are three ways to have it there:
+
+==========  ======================================  =====================================
+storage     kept between forward and backward       bytes per element
+==========  ======================================  =====================================
+``bool``    the mask, one ``bool`` per element       1
+``packed``  the mask, eight elements per byte        1/8 (plus at most 7 bits of padding)
+``seeded``  only ``(seed, offset)``                  0 (16 bytes per tensor)
+==========  ======================================  =====================================
+
+A seeded mask is regenerated in the backward pass from a **counter-based** generator: NumPy's
+:class:`numpy.random.Philox` with key ``seed`` and its counter started at
+``(0, offset, 0, 0)``. Its output is a pure function of (key, counter), so forward and backward
+draw the bit-identical mask, and two tensors with different offsets draw from disjoint
+counter ranges (the first counter word would have to run through :math:`2^{64}` values before
+streams could meet). All three modes give the same outputs and gradients for the same random
+words: ``storage="bool"`` with ``rng=philox_generator(seed, offset)`` *is* the seeded mode
+with the mask kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from dropoutlib._validation import check_float_array, check_generator, check_probability
+from dropoutlib.numpy.functional import (
+    _BLOCK,
+    Scaling,
+    _check_scaling,
+    _fill_keep_mask_blocks,
+    dropout,
+    dropout_backward,
+)
+
+__all__ = [
+    "STORAGES",
+    "BoolMask",
+    "MaskStorage",
+    "PackedMask",
+    "SavedMask",
+    "SeededMask",
+    "dropout_backward_saved",
+    "dropout_forward",
+    "pack_mask",
+    "philox_generator",
+]
+
+MaskStorage = Literal["bool", "packed", "seeded"]
+STORAGES: tuple[str, ...] = ("bool", "packed", "seeded")
+_U64 = 1 << 64
+
+
+def philox_generator(seed: int, offset: int) -> np.random.Generator:
+    r"""The generator of the seeded mask ``(seed, offset)``: Philox4x64-10 at a fixed counter.
+
+    Parameters
+    ----------
+    seed : int
+        The Philox key, :math:`0 \le \text{seed} < 2^{64}`.
+    offset : int
+        Which stream, :math:`0 \le \text{offset} < 2^{64}`: the counter starts at
+        :math:`(0, \text{offset}, 0, 0)`. Give every tensor of a training step its own offset.
+
+    Returns
+    -------
+    numpy.random.Generator
+        A fresh generator; two calls with the same arguments produce identical streams.
+    """
+    for name, value in (("seed", seed), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{name} must be an integer, but got {type(value).__name__}")
+        if not 0 <= value < _U64:
+            raise ValueError(f"{name} must lie in [0, 2**64), but got {value}")
+    counter = np.array([0, offset, 0, 0], dtype=np.uint64)
+    return np.random.Generator(np.random.Philox(counter=counter, key=int(seed)))
+
+
+@dataclass(frozen=True)
+class BoolMask:
+    """The keep mask itself, one byte per element."""
+
+    mask: np.ndarray
+    p: float
+    scaling: Scaling = "inverted"
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.mask.nbytes)
+
+    def keep_mask(self) -> np.ndarray:
+        return self.mask
+
+
+@dataclass(frozen=True)
+class PackedMask:
+    """The keep mask packed eight elements to a byte (``np.packbits``, little bit order)."""
+
+    bits: np.ndarray
+    shape: tuple[int, ...]
+    p: float
+    scaling: Scaling = "inverted"
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.bits.nbytes)
+
+    def keep_mask(self) -> np.ndarray:
+        size = int(np.prod(self.shape, dtype=np.int64))
+        flat = np.unpackbits(self.bits, count=size, bitorder="little")
+        return flat.view(np.bool_).reshape(self.shape)
+
+
+@dataclass(frozen=True)
+class SeededMask:
+    """Only the seed and the offset: the mask is regenerated when it is needed."""
+
+    seed: int
+    offset: int
+    shape: tuple[int, ...]
+    p: float
+    scaling: Scaling = "inverted"
+
+    @property
+    def nbytes(self) -> int:
+        return 16  # two 64-bit integers, whatever the size of the tensor
+
+    def keep_mask(self) -> np.ndarray:
+        mask = np.empty(self.shape, dtype=bool)
+        if self.p in (0.0, 1.0):
+            mask.fill(self.p == 0.0)
+            return mask
+        for _ in _fill_keep_mask_blocks(mask.reshape(-1), self.p, self._rng()):
+            pass
+        return mask
+
+    def _rng(self) -> np.random.Generator:
+        return philox_generator(self.seed, self.offset)
+
+
+SavedMask = BoolMask | PackedMask | SeededMask
+
+
+def pack_mask(mask: np.ndarray, p: float, scaling: Scaling = "inverted") -> PackedMask:
+    """Pack a boolean keep mask to one bit per element."""
+    return PackedMask(np.packbits(mask, axis=None, bitorder="little"), mask.shape, p, scaling)
+
+
+def _apply_seeded(src: np.ndarray, saved: SeededMask) -> np.ndarray:
+    """``src * m * c`` for the regenerated mask ``m``, one cache-sized block at a time.
+
+    Performs exactly the operations of :func:`dropoutlib.numpy.dropout` (multiply by the
+    bool mask, then by the scale) on exactly the same random words, so the result is bit for
+    bit the stored-mask result; only a block-sized mask buffer is ever allocated.
+    """
+    p = saved.p
+    if p == 1.0:
+        return np.zeros(src.shape, dtype=src.dtype)
+    if p == 0.0:
+        return src.copy(order="C")
+    out = np.empty(src.shape, dtype=src.dtype)
+    src_flat, out_flat = np.ascontiguousarray(src).reshape(-1), out.reshape(-1)
+    scale = 1.0 / (1.0 - p) if saved.scaling == "inverted" else None
+    rng = saved._rng()
+    buffer = np.empty(min(_BLOCK, src_flat.size), dtype=bool)
+    for start in range(0, src_flat.size, _BLOCK):
+        block = slice(start, min(start + _BLOCK, src_flat.size))
+        mask = buffer[: block.stop - start]
+        for _ in _fill_keep_mask_blocks(mask, p, rng):  # one block: the same words as dropout()
+            pass
+        np.multiply(src_flat[block], mask, out=out_flat[block])
+        if scale is not None:
+            out_flat[block] *= scale
+    return out
+
+
+def dropout_forward(
+    x: np.ndarray,
+    p: float = 0.5,
+    *,
+    storage: MaskStorage = "bool",
+    rng: np.random.Generator | None = None,
+    seed: int | None = None,
+    offset: int = 0,
+    scaling: Scaling = "inverted",
+) -> tuple[np.ndarray, SavedMask]:
+    r"""Training-mode dropout that returns what the backward pass needs, stored as asked.
+
+    The output is :math:`y = c\, m \odot x` exactly as in :func:`dropoutlib.numpy.dropout`
+    (:math:`c = 1/(1-p)` for inverted scaling, 1 for standard). Only the record of :math:`m`
+    differs between storage modes.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Floating input of any shape.
+    p : float, default 0.5
+        Drop probability.
+    storage : {"bool", "packed", "seeded"}, default "bool"
+        How the mask is kept: 1 byte per element, 1 bit per element, or not at all.
+    rng : numpy.random.Generator, optional
+        The source of the mask for ``"bool"`` and ``"packed"`` (required there, refused with
+        ``"seeded"``).
+    seed, offset : int
+        For ``"seeded"`` only: the mask is drawn from :func:`philox_generator` ``(seed, offset)``.
+        ``seed`` is required; use a different ``offset`` for every tensor of a step.
+    scaling : {"inverted", "standard"}, default "inverted"
+        As in :func:`dropoutlib.numpy.dropout`.
+
+    Returns
+    -------
+    (numpy.ndarray, SavedMask)
+        The output and the record to hand to :func:`dropout_backward_saved`; its ``nbytes``
+        is the memory kept alive between the passes.
+    """
+    x = check_float_array(x)
+    p = check_probability(p)
+    scaling = _check_scaling(scaling)  # type: ignore[assignment]
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, but got {storage!r}")
+    if storage == "seeded":
+        if rng is not None:
+            raise TypeError("storage='seeded' draws from (seed, offset); do not pass rng")
+        if seed is None:
+            raise TypeError("storage='seeded' needs seed= (an integer in [0, 2**64))")
+        philox_generator(seed, offset)  # validates both before any work
+        saved = SeededMask(int(seed), int(offset), x.shape, p, scaling)
+        return _apply_seeded(x, saved), saved
+    if seed is not None:
+        raise TypeError(f"storage={storage!r} draws from rng=; seed= is only for 'seeded'")
+    rng = check_generator(rng)
+    y, mask = dropout(x, p, rng=rng, scaling=scaling, return_mask=True)
+    if storage == "packed":
+        return y, pack_mask(mask, p, scaling)
+    return y, BoolMask(mask, p, scaling)
+
+
+def dropout_backward_saved(grad_output: np.ndarray, saved: SavedMask) -> np.ndarray:
+    r"""Gradient :math:`c\, m \odot \partial L/\partial y` of dropout, from a saved record.
+
+    ``BoolMask`` and ``PackedMask`` call :func:`dropoutlib.numpy.dropout_backward` with the
+    (unpacked) mask; ``SeededMask`` regenerates the mask block by block and performs the same
+    two multiplications, so all three give bit-identical gradients.
+    """
+    grad_output = check_float_array(grad_output, "grad_output")
+    if isinstance(saved, SeededMask):
+        if grad_output.shape != saved.shape:
+            raise ValueError(
+                f"grad_output has shape {grad_output.shape} but the forward input had shape "
+                f"{saved.shape}; they must match"
+            )
+        return _apply_seeded(grad_output, saved)
+    if not isinstance(saved, BoolMask | PackedMask):
+        raise TypeError(
+            f"saved must be what dropout_forward returned, but got {type(saved).__name__}"
+        )
+    return dropout_backward(grad_output, saved.keep_mask(), saved.p, scaling=saved.scaling)
