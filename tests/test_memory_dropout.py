@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dropoutlib.numpy import dropout, dropout_backward
+from dropoutlib.numpy.functional import inverted_scale
 from dropoutlib.numpy.memory import (
     STORAGES,
     BoolMask,
@@ -217,8 +218,10 @@ def test_torch_storage_modes_agree_and_seeded_saves_nothing(dtype, p):
     assert [(t.dtype, t.numel()) for t in saved["bool"]] == [(torch.bool, 3000)]
     assert [(t.dtype, t.numel()) for t in saved["packed"]] == [(torch.uint8, 375)]
     mask = seeded_keep_mask((1000, 3), p, seed=8, offset=5)
-    scale = 1.0 / (1.0 - p) if p < 1 else 0.0
     compute = torch.float32 if dtype == torch.bfloat16 else dtype
+    scale = (
+        float(inverted_scale(p, np.dtype(str(compute).removeprefix("torch.")))) if p < 1 else 0.0
+    )
     expected = (x0.to(compute) * mask * scale).to(dtype)
     assert torch.equal(outs["seeded"], expected)
 

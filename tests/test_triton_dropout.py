@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from dropoutlib.numpy.functional import _drop_threshold
+from dropoutlib.numpy.functional import _drop_threshold, inverted_scale
 from dropoutlib.numpy.philox import philox_keep_words
 from dropoutlib.stats import binomial_acceptance
 from dropoutlib.triton import seeded_dropout_backward, seeded_dropout_forward, seeded_keep_mask
@@ -35,7 +35,7 @@ def _reference(x: torch.Tensor, p: float, seed: int, offset: int) -> tuple[np.nd
     """Keep mask from the NumPy Philox4x32 reference, and (x * m) * c in float32."""
     mask = philox_keep_words(x.numel(), seed, offset) >= _drop_threshold(p)
     y = x.float().numpy().reshape(-1) * mask
-    y *= np.float32(1.0 / (1.0 - p))
+    y *= inverted_scale(p, np.float32)
     return mask, y
 
 
@@ -66,7 +66,7 @@ def test_backward_regenerates_the_forward_mask_bit_for_bit():
     dx = seeded_dropout_backward(g, 0.3, seed=99, offset=4, block=128)
     mask = seeded_keep_mask(777, 0.3, 99, 4, device="cpu", block=64)
     assert torch.equal(y != 0, mask & (x != 0))
-    expected = g * mask * np.float32(1.0 / 0.7)
+    expected = g * mask * float(inverted_scale(0.3, np.float32))
     assert torch.equal(dx, expected)  # torch's own (g * m) * c, bit for bit
 
 

@@ -36,6 +36,7 @@ from dropoutlib.numpy.functional import (
     _fill_keep_mask_blocks,
     dropout,
     dropout_backward,
+    inverted_scale,
 )
 
 __all__ = [
@@ -165,7 +166,7 @@ def _apply_seeded(src: np.ndarray, saved: SeededMask) -> np.ndarray:
         return src.copy(order="C")
     out = np.empty(src.shape, dtype=src.dtype)
     src_flat, out_flat = np.ascontiguousarray(src).reshape(-1), out.reshape(-1)
-    scale = 1.0 / (1.0 - p) if saved.scaling == "inverted" else None
+    scale = inverted_scale(p, src.dtype) if saved.scaling == "inverted" else None
     rng = saved._rng()
     buffer = np.empty(min(_BLOCK, src_flat.size), dtype=bool)
     for start in range(0, src_flat.size, _BLOCK):

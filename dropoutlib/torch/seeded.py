@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dropoutlib.numpy.functional import inverted_scale
 from dropoutlib.numpy.memory import SeededMask, _apply_seeded
 
 __all__ = [
@@ -144,10 +145,12 @@ class _StoredMaskFunction(torch.autograd.Function):
 def _masked(t: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
     if p == 1.0:
         return torch.zeros_like(t, memory_format=torch.contiguous_format)
-    if t.dtype == torch.bfloat16:
-        return (t.float() * mask * (1.0 / (1.0 - p))).to(torch.bfloat16)
+    if t.dtype == torch.bfloat16:  # as the seeded path: float32 arithmetic, one rounding
+        return _masked(t.float(), mask, p).to(torch.bfloat16)
     out = t * mask
-    return out * (1.0 / (1.0 - p)) if p != 0.0 else out
+    if p == 0.0:
+        return out
+    return out * float(inverted_scale(p, np.dtype(str(t.dtype).removeprefix("torch."))))
 
 
 def stored_dropout(

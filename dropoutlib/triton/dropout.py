@@ -9,12 +9,13 @@ the result, 8 bytes per float32 element, the traffic of a copy.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import triton
 import triton.language as tl
 
 from dropoutlib._validation import check_probability
-from dropoutlib.numpy.functional import _drop_threshold
+from dropoutlib.numpy.functional import _drop_threshold, inverted_scale
 
 __all__ = ["DEFAULT_BLOCK", "seeded_dropout_backward", "seeded_dropout_forward", "seeded_keep_mask"]
 
@@ -89,7 +90,8 @@ def _launch(src: torch.Tensor, p: float, seed: int, offset: int, block: int) -> 
     n = src.numel()
     grid = (triton.cdiv(n, 4 * block),)
     threshold = int(_drop_threshold(p))
-    _seeded_dropout_kernel[grid](src, out, n, seed, offset, threshold, 1.0 / (1.0 - p), block)
+    scale = float(inverted_scale(p, np.float32))  # fl(1 / fl(1 - p)), as torch rounds it
+    _seeded_dropout_kernel[grid](src, out, n, seed, offset, threshold, scale, block)
     return out
 
 
