@@ -107,6 +107,18 @@ class TestChapter:
                 r"np\.random\.(seed|rand|randn|randint|normal|uniform|choice)\(", src
             ), f"cell {i} uses NumPy's global random state; pass a Generator instead"
 
+    def test_every_figure_has_alt_text_or_a_caption(self, path):
+        for i, cell in enumerate(code_cells(path), 1):
+            if any("image/png" in out.get("data", {}) for out in cell["outputs"]):
+                meta = cell.get("metadata", {}).get("mystnb", {})
+                described = meta.get("image", {}).get("alt") or meta.get("figure", {}).get(
+                    "caption"
+                )
+                assert described, (
+                    f"cell {i} draws a figure without alt text: set the cell metadata "
+                    '{"mystnb": {"image": {"alt": "what the figure shows"}}}'
+                )
+
     def test_outputs_hold_no_machine_specific_text(self, path):
         for i, cell in enumerate(code_cells(path), 1):
             for out in cell["outputs"]:

@@ -29,7 +29,7 @@ def rng_state(rng: np.random.Generator) -> dict:
 @pytest.mark.parametrize("p", ["0.5", None, 0.5j, True, np.array([0.5]), [0.5]])
 def test_non_numeric_p_is_a_type_error(p):
     x = np.ones(3, dtype=np.float32)
-    with pytest.raises(TypeError, match="p must be a real number in \\[0, 1\\]"):
+    with pytest.raises(TypeError, match=r"p must be a real number in \[0, 1\]"):
         dropout(x, p, rng=np.random.default_rng(0))
 
 
@@ -47,13 +47,13 @@ def test_non_float_arrays_are_refused(dtype):
 
 
 def test_non_arrays_are_refused():
-    with pytest.raises(TypeError, match="must be a numpy.ndarray, but got list"):
+    with pytest.raises(TypeError, match=r"must be a numpy\.ndarray, but got list"):
         dropout([1.0, 2.0], 0.5, rng=np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("rng", [None, 0, np.random.RandomState(0), "seed"])
 def test_training_needs_an_explicit_generator(rng):
-    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+    with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
         dropout(np.ones(3, dtype=np.float32), 0.5, rng=rng)
 
 
@@ -77,7 +77,7 @@ def test_backward_checks_its_mask():
     g = np.ones(4, dtype=np.float32)
     with pytest.raises(TypeError, match="boolean keep mask"):
         dropout_backward(g, np.ones(4, dtype=np.float32), 0.5)
-    with pytest.raises(ValueError, match="mask has shape \\(3,\\) but the array has shape"):
+    with pytest.raises(ValueError, match=r"mask has shape \(3,\) but the array has shape"):
         dropout_backward(g, np.ones(3, dtype=bool), 0.5)
 
 
@@ -153,7 +153,7 @@ def test_non_contiguous_input_matches_its_contiguous_copy():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 65535, 65536, 65537, 200_003])
 def test_dropout_mask_is_bernoulli_mask_with_the_same_stream(n):
-    """The fused, blocked forward draws exactly the words bernoulli_mask draws (odd sizes, block edges)."""
+    """The fused, blocked forward draws the words bernoulli_mask draws (odd sizes, block edges)."""
     _, mask = dropout(np.ones(n, np.float32), 0.3, rng=np.random.default_rng(5), return_mask=True)
     np.testing.assert_array_equal(mask, bernoulli_mask(n, 0.3, rng=np.random.default_rng(5)))
 
@@ -201,7 +201,7 @@ def test_keep_rate_is_one_minus_p(p):
 
 
 def test_masks_of_neighbouring_elements_are_uncorrelated():
-    """Pairs (m_i, m_{i+1}) of a fair mask: both kept ~ Binomial(n/2, 1/4). False failure <= 1e-9."""
+    """Pairs (m_i, m_{i+1}) of a fair mask: both kept ~ Binomial(n/2, 1/4). P(fail) <= 1e-9."""
     mask = bernoulli_mask(2_000_000, 0.5, rng=np.random.default_rng(8)).reshape(-1, 2)
     both = int(mask.all(axis=1).sum())
     low, high = binomial_acceptance(mask.shape[0], 0.25, false_failure=1e-9)
@@ -256,7 +256,7 @@ def test_backward_matches_finite_differences(scaling, p):
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.9])
 def test_forward_and_backward_are_bit_identical_to_torch_given_the_mask(dtype, p):
-    """Torch's CPU recipe with our mask as its noise: out = x * (mask / (1-p)); grad = g * noise."""
+    """Torch's CPU recipe with our mask as noise: out = x * (mask / (1-p)); grad = g * noise."""
     gen = np.random.default_rng(12)
     x = gen.standard_normal((16, 9)).astype(dtype)
     g = gen.standard_normal((16, 9)).astype(dtype)
