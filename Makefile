@@ -15,7 +15,9 @@ JOBS   ?= 2
 SHELL  := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: book test test-lib test-notebooks test-book build-book execute bench lint clean
+.PHONY: book test test-lib test-notebooks test-book build-book chromium execute bench lint clean
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export CHROMIUM_PATH ?= /usr/bin/chromium
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +44,13 @@ test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile --nbval --nbval-current-env \
 	  --nbval-sanitize-with book/nbval_sanitize.cfg -p no:cacheprovider book
 
-test-book: $(STAMP) build-book
+chromium:
+	@if [ ! -x "$(CHROMIUM_PATH)" ]; then \
+	  echo "Browser tests need Chromium: installing Debian's chromium with apt (never 'playwright install')"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test-book: $(STAMP) build-book chromium
 	$(BIN)/python -m pytest -q tests/book
 
 test: $(STAMP) lint test-lib test-notebooks test-book

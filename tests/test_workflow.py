@@ -1,0 +1,54 @@
+"""The GitHub Actions workflow cannot run here, so check it is correct by construction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
+
+
+def load() -> dict:
+    data = yaml.safe_load(WORKFLOW.read_text())
+    # YAML 1.1 reads the key `on` as True.
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
+def test_workflow_runs_the_readme_test_command():
+    steps = load()["jobs"]["test"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    assert "make test" in runs
+    assert "make test" in (ROOT / "README.md").read_text()
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_workflow_tests_on_python_311_debian_and_pushes_and_pull_requests():
+    data = load()
+    assert data["jobs"]["test"]["container"].startswith("python:3.11")
+    assert data["on"]["push"]["branches"] == ["main"]
+    assert "pull_request" in data["on"]
+
+
+def test_pages_are_deployed_only_from_main_after_the_tests():
+    jobs = load()["jobs"]
+    deploy = jobs["deploy"]
+    assert deploy["needs"] == "test"
+    assert "refs/heads/main" in deploy["if"] and "push" in deploy["if"]
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    uses = [s.get("uses", "") for s in deploy["steps"]]
+    assert any(u.startswith("actions/deploy-pages@") for u in uses)
+    upload = [s for s in jobs["test"]["steps"] if "upload-pages-artifact" in s.get("uses", "")]
+    assert upload and upload[0]["with"]["path"] == "_build/html"
+
+
+def test_launch_buttons_point_at_the_repository_in_the_setup_cells():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url = config["repository"]["url"]
+    assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert config["launch_buttons"]["binderhub_url"] == "https://mybinder.org"
+    assert config["launch_buttons"]["thebe"] is False
+    for nb in sorted((ROOT / "book").glob("*.ipynb")):
+        assert f"git+{url}" in nb.read_text(), f"{nb.name}: the setup cell installs from {url}"
