@@ -140,3 +140,33 @@ def test_torch_module_modes_and_errors():
         GaussianDropout(1.0)
     with pytest.raises(RuntimeError, match="floating"):
         torch_gaussian_dropout(torch.ones(3, dtype=torch.int64), 0.5)
+
+
+def test_numpy_layer_gradient_matches_finite_differences():
+    from dropoutlib.numpy.gaussian import GaussianDropout as Layer
+    from dropoutlib.numpy.nn import Linear, Sequential, softmax_cross_entropy
+
+    rng = np.random.default_rng(12)
+    layer = Layer(0.3, rng=np.random.default_rng(13))
+    model = Sequential(
+        Linear(4, 5, rng=rng, dtype=np.float64), layer, Linear(5, 3, rng=rng, dtype=np.float64)
+    )
+    x, labels = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
+    model.zero_grad()
+    _, grad = softmax_cross_entropy(model(x), labels)
+    model.backward(grad)
+    noise = layer.noise.copy()
+    w = model[0].weight
+    analytic = w.grad.copy()
+    eps, numeric = 1e-6, np.zeros_like(w.data)
+    for idx in np.ndindex(w.data.shape):
+        for sign in (1, -1):
+            w.data[idx] += sign * eps
+            h = model[0](x) * noise  # the same noise as the forward pass
+            numeric[idx] += sign * softmax_cross_entropy(model[2](h), labels)[0] / (2 * eps)
+            w.data[idx] -= sign * eps
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+    model.eval()
+    h = model[0](x)
+    assert layer(h) is h and layer.backward(h) is h
+    assert repr(layer) == "GaussianDropout(p=0.3)"

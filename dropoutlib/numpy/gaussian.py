@@ -21,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from dropoutlib._validation import check_float_array, check_generator, check_probability
+from dropoutlib.numpy.nn import Module
 
-__all__ = ["gaussian_dropout", "gaussian_dropout_backward", "gaussian_noise_std"]
+__all__ = ["GaussianDropout", "gaussian_dropout", "gaussian_dropout_backward", "gaussian_noise_std"]
 
 
 def gaussian_noise_std(p: float) -> float:
@@ -133,3 +134,40 @@ def gaussian_dropout_backward(grad_output: np.ndarray, noise: np.ndarray) -> np.
             "they must match"
         )
     return (grad_output * noise).astype(grad_output.dtype, copy=False)
+
+
+class GaussianDropout(Module):
+    r"""Gaussian dropout layer for :mod:`dropoutlib.numpy.nn` networks.
+
+    The drop-in counterpart of :class:`~dropoutlib.numpy.nn.Dropout`: in training mode the
+    forward pass draws :math:`r \sim \mathcal N(1, p/(1-p))` from the layer's generator,
+    stores it and returns :math:`r \odot x`; the backward pass returns :math:`r \odot g` with
+    the stored noise. In evaluation mode the layer is the identity.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Drop probability of the Bernoulli dropout whose mean and variance are matched.
+    rng : numpy.random.Generator
+        Source of the noise (required, keyword-only).
+    """
+
+    def __init__(self, p: float = 0.5, *, rng: np.random.Generator) -> None:
+        gaussian_noise_std(p)  # validates 0 <= p < 1
+        self.p = float(p)
+        self.rng = check_generator(rng)
+        self.noise: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, self.noise = gaussian_dropout(
+            x, self.p, rng=self.rng, training=self.training, return_noise=True
+        )
+        return y
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        if self.noise is None:
+            return grad
+        return gaussian_dropout_backward(grad, self.noise)
+
+    def __repr__(self) -> str:
+        return f"GaussianDropout(p={self.p})"
