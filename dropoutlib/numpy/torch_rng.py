@@ -196,27 +196,66 @@ class TorchCPUGenerator:
 
 
 def memory_order_view(flat: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """View ``flat`` with ``like``'s shape, ``flat[k]`` at ``like``'s memory offset ``k``.
+    """View ``flat`` with ``like``'s shape, ``flat[k]`` at the noise tensor's memory offset ``k``.
 
-    Mirrors ``torch.empty_like``: a dense, non-overlapping ``like`` (any permutation of its
-    axes contiguous, e.g. transposed or channels-last; positive strides) keeps its strides, so
-    the noise is drawn in ``like``'s memory order; anything else gets C order.
+    Mirrors ``torch.empty_like`` (``memory_format=torch.preserve_format``): a dense,
+    non-overlapping ``like`` (any permutation of its axes contiguous, e.g. transposed or
+    channels-last) gives noise with the same strides; any other strided input gets the dense
+    strides ``infer_dense_strides`` derives, which keep the order of ``like``'s axes by stride.
     """
-    if _is_dense_positive(like):
-        strides = tuple(s // like.itemsize * flat.itemsize for s in like.strides)
-        return np.lib.stride_tricks.as_strided(flat, like.shape, strides, writeable=False)
-    return flat.reshape(like.shape)
+    strides = _noise_strides(like.shape, tuple(s // like.itemsize for s in like.strides))
+    byte_strides = tuple(s * flat.itemsize for s in strides)
+    return np.lib.stride_tricks.as_strided(flat, like.shape, byte_strides, writeable=False)
 
 
-def _is_dense_positive(x: np.ndarray) -> bool:
-    """``is_non_overlapping_and_dense`` for a NumPy array with non-negative strides."""
-    dims = sorted((s, n) for s, n in zip(x.strides, x.shape, strict=True) if n != 1)
-    expected = x.itemsize
-    for stride, size in dims:
+def _noise_strides(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of ``empty_like`` for an input of this shape and these strides."""
+    if _is_non_overlapping_and_dense(shape, strides):
+        return strides
+    return _infer_dense_strides(shape, strides)
+
+
+def _is_non_overlapping_and_dense(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """ATen's ``compute_non_overlapping_and_dense``: some axis order is exactly contiguous."""
+    expected = 1
+    for stride, size in sorted((s, n) for s, n in zip(strides, shape, strict=True) if n > 1):
         if stride != expected:
             return False
         expected *= size
     return True
+
+
+def _infer_dense_strides(shape: tuple[int, ...], strides: tuple[int, ...]) -> tuple[int, ...]:
+    """ATen's ``infer_dense_strides``: dense strides that keep the input's axis order.
+
+    A stable insertion sort of the axes, innermost first, by stride (ties: smaller size first;
+    a zero stride never moves), then contiguous strides in that order.
+    """
+
+    def should_swap(d0: int, d1: int) -> int:
+        s0, s1 = strides[d0], strides[d1]
+        if s0 == 0 or s1 == 0:
+            return 0
+        if s0 != s1:
+            return -1 if s0 < s1 else 1
+        return 1 if shape[d0] > shape[d1] else 0
+
+    ndim = len(shape)
+    perm = list(range(ndim - 1, -1, -1))
+    for i in range(1, ndim):  # loops over axes (ndim <= a few), never over elements
+        d1 = i
+        for d0 in range(i - 1, -1, -1):
+            cmp = should_swap(perm[d0], perm[d1])
+            if cmp > 0:
+                perm[d0], perm[d1] = perm[d1], perm[d0]
+                d1 = d0
+            elif cmp < 0:
+                break
+    out, current = [0] * ndim, 1
+    for axis in perm:
+        out[axis] = current
+        current *= max(shape[axis], 1)
+    return tuple(out)
 
 
 def _check_generator(generator: object) -> TorchCPUGenerator:
@@ -280,7 +319,8 @@ def torch_dropout(
         return x
     dt = x.dtype.type
     if p == 1.0:
-        return x * dt(0)
+        with np.errstate(invalid="ignore"):
+            return x * dt(0)
     q = 1.0 - p
     if feature:
         if x.ndim < 2:
@@ -288,7 +328,15 @@ def torch_dropout(
         keep = generator.bernoulli(x.shape[:2] + (1,) * (x.ndim - 2), q)
     else:
         keep = memory_order_view(generator.bernoulli(x.size, q), x)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN, as in torch
+        return _arithmetic(x, keep, p, alpha)
+
+
+def _arithmetic(x: np.ndarray, keep: np.ndarray, p: float, alpha: bool) -> np.ndarray:
+    """ATen's op sequence on the mask, rounding to ``x``'s dtype after every op."""
+    dt = x.dtype.type
     ct = np.float32 if dt is np.float16 else dt  # compute type: half math runs in float
+    q = 1.0 - p
     if not alpha:
         noise = (keep.astype(ct) / ct(q)).astype(dt)
         return (x.astype(ct) * noise.astype(ct)).astype(dt)
