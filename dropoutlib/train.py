@@ -10,13 +10,24 @@ API (stable):
   returns a :class:`History` (per-epoch train/test loss and accuracy, evaluated in
   evaluation mode after each epoch; entry 0 is before training). It never prints.
 - :func:`unit_ablation` ``(model, layer, x, y)``: the loss after silencing each hidden unit.
+- :func:`mlp` ``(n_in, widths, n_out, *, rng, p_input=0, p_hidden=0, ...)``: a ReLU network
+  with dropout on the inputs and after every hidden layer.
+- :func:`seed_sweep` ``(data, *, seeds, widths, p_input, p_hidden, lr, momentum, max_norm,
+  epochs, batch_size)``: train one fresh network per seed; a list of :class:`History`.
+- :func:`blas_threads` ``(n)``: context manager limiting the BLAS library to ``n`` threads.
 
 The model is left in training mode after :func:`fit`; :func:`evaluate` and
 :func:`predict_proba` restore whatever mode the model was in.
+
+:func:`fit` and :func:`unit_ablation` run the BLAS on **one thread** by default: the book's
+matrices are small (a mini-batch of 32 to 128 rows times a few hundred units), so splitting
+each product across threads costs more than it saves, and on a busy machine a multi-threaded
+BLAS can be ten times slower than a single thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -24,18 +35,45 @@ import numpy as np
 
 from dropoutlib._validation import check_generator
 from dropoutlib.data import Dataset
-from dropoutlib.numpy.nn import Linear, Module, Sequential, softmax, softmax_cross_entropy
+from dropoutlib.numpy.functional import Scaling
+from dropoutlib.numpy.nn import (
+    Dropout,
+    Linear,
+    Module,
+    ReLU,
+    Sequential,
+    softmax,
+    softmax_cross_entropy,
+)
 from dropoutlib.numpy.optim import SGD
 
 __all__ = [
     "History",
+    "blas_threads",
     "evaluate",
     "fit",
     "minibatches",
+    "mlp",
     "predict_proba",
+    "seed_sweep",
     "train_step",
     "unit_ablation",
 ]
+
+
+def blas_threads(n: int | None = 1) -> contextlib.AbstractContextManager:
+    """Context manager: limit the BLAS (matrix products) to ``n`` threads inside the block.
+
+    ``None`` leaves the setting alone. Uses ``threadpoolctl`` (a scikit-learn dependency);
+    without it, this does nothing.
+    """
+    if n is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 def minibatches(
@@ -135,6 +173,7 @@ def fit(
     batch_size: int,
     rng: np.random.Generator,
     on_epoch_end: Callable[[int, Module, SGD], None] | None = None,
+    threads: int | None = 1,
 ) -> History:
     """Train ``model`` with mini-batch SGD for ``epochs`` passes over ``data.x_train``.
 
@@ -154,6 +193,8 @@ def fit(
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, model, optimizer)`` after each epoch, e.g. to decay
         the learning rate.
+    threads : int or None, default 1
+        BLAS threads during training (see :func:`blas_threads`); ``None`` leaves them alone.
 
     Returns
     -------
@@ -164,22 +205,25 @@ def fit(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, but got {epochs!r}")
     history = History()
-    history.record(0, model, data, float("nan"))
     x, y = data.x_train, data.y_train
-    for epoch in range(1, epochs + 1):
-        model.train()
-        losses = [
-            train_step(model, x[idx], y[idx], optimizer)
-            for idx in minibatches(len(y), batch_size, rng=rng)
-        ]
-        history.record(epoch, model, data, float(np.mean(losses)))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, model, optimizer)
+    with blas_threads(threads):
+        history.record(0, model, data, float("nan"))
+        for epoch in range(1, epochs + 1):
+            model.train()
+            losses = [
+                train_step(model, x[idx], y[idx], optimizer)
+                for idx in minibatches(len(y), batch_size, rng=rng)
+            ]
+            history.record(epoch, model, data, float(np.mean(losses)))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, model, optimizer)
     model.train()
     return history
 
 
-def unit_ablation(model: Sequential, layer: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def unit_ablation(
+    model: Sequential, layer: int, x: np.ndarray, y: np.ndarray, *, threads: int | None = 1
+) -> np.ndarray:
     r"""Loss of ``model`` on ``(x, y)`` when each output unit of ``model[layer]`` is silenced.
 
     ``model[layer]`` must be a :class:`~dropoutlib.numpy.nn.Linear` layer followed (possibly
@@ -200,9 +244,83 @@ def unit_ablation(model: Sequential, layer: int, x: np.ndarray, y: np.ndarray) -
         raise ValueError(f"no Linear layer follows model[{layer}]")
     w = following[0].weight.data
     losses = np.empty(w.shape[1])
-    for j in range(w.shape[1]):
-        saved = w[:, j].copy()
-        w[:, j] = 0
-        losses[j] = evaluate(model, x, y)[0]
-        w[:, j] = saved
+    with blas_threads(threads):
+        for j in range(w.shape[1]):
+            saved = w[:, j].copy()
+            w[:, j] = 0
+            losses[j] = evaluate(model, x, y)[0]
+            w[:, j] = saved
     return losses
+
+
+def mlp(
+    n_in: int,
+    widths: tuple[int, ...] | list[int],
+    n_out: int,
+    *,
+    rng: np.random.Generator,
+    p_input: float = 0.0,
+    p_hidden: float = 0.0,
+    scaling: Scaling = "inverted",
+    dtype: type[np.floating] = np.float32,
+) -> Sequential:
+    """A ReLU network ``n_in -> widths[0] -> ... -> n_out`` with dropout.
+
+    Layout: ``Dropout(p_input)``, then for each hidden width ``Linear, ReLU, Dropout(p_hidden)``,
+    then the output ``Linear``. Dropout layers with ``p = 0`` are left out, so ``mlp(...)``
+    without dropout is a plain network. All layers draw from ``rng`` (weights, then masks).
+    """
+    layers: list[Module] = []
+    if p_input:
+        layers.append(Dropout(p_input, rng=rng, scaling=scaling))
+    fan_in = n_in
+    for width in widths:
+        layers += [Linear(fan_in, width, rng=rng, dtype=dtype), ReLU()]
+        if p_hidden:
+            layers.append(Dropout(p_hidden, rng=rng, scaling=scaling))
+        fan_in = width
+    layers.append(Linear(fan_in, n_out, rng=rng, dtype=dtype))
+    return Sequential(*layers)
+
+
+def seed_sweep(
+    data: Dataset,
+    *,
+    seeds: tuple[int, ...] | list[int],
+    widths: tuple[int, ...] | list[int],
+    p_input: float = 0.0,
+    p_hidden: float = 0.0,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    max_norm: float | None = None,
+    epochs: int = 30,
+    batch_size: int = 32,
+) -> list[History]:
+    """Train one :func:`mlp` per seed on ``data`` with :class:`SGD`; return the histories.
+
+    Seed ``s`` drives everything random in its run (initial weights, masks and batch order)
+    through ``np.random.default_rng(s)``, so a sweep is reproducible and runs with different
+    seeds differ in all three.
+    """
+    histories = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        model = mlp(
+            data.n_features,
+            widths,
+            data.n_classes,
+            rng=rng,
+            p_input=p_input,
+            p_hidden=p_hidden,
+            dtype=data.x_train.dtype.type,
+        )
+        opt = SGD(
+            model.parameters(),
+            lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            max_norm=max_norm,
+        )
+        histories.append(fit(model, data, opt, epochs=epochs, batch_size=batch_size, rng=rng))
+    return histories

@@ -8,7 +8,16 @@ import pytest
 from dropoutlib.data import load_digits
 from dropoutlib.numpy.nn import Dropout, Linear, ReLU, Sequential
 from dropoutlib.numpy.optim import SGD
-from dropoutlib.train import evaluate, fit, minibatches, predict_proba, unit_ablation
+from dropoutlib.train import (
+    blas_threads,
+    evaluate,
+    fit,
+    minibatches,
+    predict_proba,
+    seed_sweep,
+    unit_ablation,
+)
+from dropoutlib.train import mlp as mlp_builder
 
 
 def mlp(rng, hidden=64, p=0.0):
@@ -122,3 +131,28 @@ def test_bad_fit_arguments():
         fit(model, data, opt, epochs=-1, batch_size=10, rng=rng)
     with pytest.raises(TypeError, match=r"numpy\.random\.Generator"):
         fit(model, data, opt, epochs=1, batch_size=10, rng=42)
+
+
+def test_mlp_layout_and_seed_sweep_reproducibility():
+    rng = np.random.default_rng(7)
+    net = mlp_builder(10, (8, 6), 3, rng=rng, p_input=0.2, p_hidden=0.5)
+    kinds = [type(m).__name__ for m in net.layers]
+    assert kinds == ["Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    plain = mlp_builder(10, (8,), 3, rng=rng, dtype=np.float64)
+    assert [type(m).__name__ for m in plain.layers] == ["Linear", "ReLU", "Linear"]
+    assert plain[0].weight.data.dtype == np.float64
+    data = load_digits(n_train=60)
+    a = seed_sweep(data, seeds=(0, 1), widths=(16,), p_hidden=0.5, epochs=2, batch_size=20)
+    b = seed_sweep(data, seeds=(0, 1), widths=(16,), p_hidden=0.5, epochs=2, batch_size=20)
+    assert [h.test_loss for h in a] == [h.test_loss for h in b]
+    assert a[0].test_loss != a[1].test_loss
+
+
+def test_blas_threads_limits_and_restores():
+    from threadpoolctl import threadpool_info
+
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    with blas_threads(1):
+        inside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert all(n == 1 for n in inside) and after == before
