@@ -23,6 +23,7 @@ with the mask kept.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Literal
@@ -140,7 +141,7 @@ class PackedMask:
         return int(self.bits.nbytes)
 
     def keep_mask(self) -> np.ndarray:
-        size = int(np.prod(self.shape, dtype=np.int64))
+        size = math.prod(self.shape)
         flat = np.unpackbits(self.bits, count=size, bitorder="little")
         return flat.view(np.bool_).reshape(self.shape)
 
