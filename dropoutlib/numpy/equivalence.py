@@ -1,0 +1,93 @@
+r"""Standard (paper) and inverted (PyTorch) dropout: the exact change of variables between them.
+
+Let :math:`q = 1 - p` be the keep probability of a dropout layer and :math:`W` the weight of the
+Linear layer that reads its output. Standard dropout trains with :math:`W (m \odot x)` and tests
+with :math:`q W x`; inverted dropout trains with :math:`W' (m \odot x)/q` and tests with
+:math:`W' x`. With
+
+.. math::
+
+   W' = q\, W, \qquad \eta_{W'} = q^2\, \eta_W, \qquad
+   \lambda_{W'} = \lambda_W / q^2, \qquad c_{W'} = q\, c_W
+
+(initial weight, learning rate, weight decay and max-norm radius of that layer; biases and all
+other layers unchanged), the two networks compute the same function for every mask, in training
+and at test time, and SGD with momentum keeps :math:`W'_t = q W_t` at every step (Srivastava et
+al., 2014, Section 10; Goodfellow's pylearn2 dropout cost, 2013).
+
+API: :func:`to_inverted` ``(model)``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from dropoutlib.numpy.nn import Dropout, Linear, Module, ReLU, Sequential
+
+__all__ = ["to_inverted"]
+
+
+def to_inverted(model: Sequential) -> Sequential:
+    r"""The inverted-dropout twin of a standard-dropout network, trained identically by SGD.
+
+    Every Linear layer that reads a dropout layer's output (directly, or through ReLUs, which
+    commute with positive scaling) gets its weight multiplied by the keep probability
+    :math:`q = 1 - p` and its ``lr_scale`` by :math:`q^2`; biases and other layers are copied
+    unchanged. Each new dropout layer draws from a **copy** of the original layer's generator
+    (same bit-generator state; layers that shared a generator share its copy), so the twin draws
+    the same masks as the original when both run the same sequence of forward passes.
+
+    Plain SGD with momentum applies as is. Weight decay and max-norm, if used, must also be
+    rescaled for those layers (:math:`\lambda/q^2` and :math:`q\,c`);
+    :class:`~dropoutlib.numpy.optim.SGD` takes one value for all layers, so the twin is exact
+    without them. The generators are copied *now*: anything else that later draws from the
+    original generator (e.g. data shuffling that shares it) puts the two streams out of step.
+
+    Parameters
+    ----------
+    model : Sequential
+        A network of Linear, ReLU and standard-scaling Dropout layers.
+
+    Returns
+    -------
+    Sequential
+        A new network; ``model`` is not modified.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"to_inverted expects a Sequential, but got {type(model).__name__}")
+    copies: dict[int, np.random.Generator] = {}
+
+    def twin(rng: np.random.Generator) -> np.random.Generator:
+        if id(rng) not in copies:
+            bits = type(rng.bit_generator)()
+            bits.state = rng.bit_generator.state
+            copies[id(rng)] = np.random.Generator(bits)
+        return copies[id(rng)]
+
+    layers: list[Module] = []
+    keep: float | None = None
+    for layer in model.layers:
+        if isinstance(layer, Dropout):
+            if layer.scaling != "standard":
+                raise ValueError("to_inverted converts standard-scaling dropout layers only")
+            if keep is not None:
+                raise ValueError("two dropout layers in a row are not supported")
+            new: Module = Dropout(layer.p, rng=twin(layer.rng), scaling="inverted")
+            keep = 1.0 - layer.p
+        elif isinstance(layer, Linear):
+            new = copy.deepcopy(layer)
+            if keep is not None:
+                new.weight.data *= new.weight.data.dtype.type(keep)
+                new.weight.lr_scale = layer.weight.lr_scale * keep**2
+                keep = None
+        elif isinstance(layer, ReLU):
+            new = ReLU()
+        else:
+            raise TypeError(f"to_inverted supports Linear, ReLU and Dropout, not {layer!r}")
+        new.training = layer.training
+        layers.append(new)
+    if keep is not None:
+        raise ValueError("the last dropout layer must be followed by a Linear layer")
+    return Sequential(*layers).train(model.training)
