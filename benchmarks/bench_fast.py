@@ -31,12 +31,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks._timing import compare, pin_threads, print_table, write_results
+from dropoutlib.numpy.functional import _drop_threshold
 from dropoutlib.numpy.memory import (
     STORAGES,
     dropout_backward_saved,
     dropout_forward,
     philox_generator,
 )
+from dropoutlib.numpy.philox import philox_keep_words
 
 P = 0.5
 CPU_SIZES = tuple(1 << k for k in (16, 18, 20, 22, 24))
@@ -219,6 +221,13 @@ def gpu_rows(sizes: tuple[int, ...] = GPU_SIZES) -> tuple[list[dict[str, Any]], 
     meta["check_repeatable"] = bool(torch.equal(y1, y2))
     meta["check_equals_x_m_c"] = bool(torch.equal(y1, x * mask * (1.0 / (1.0 - P))))
     meta["check_keep_fraction"] = float(mask.float().mean())
+    reference = philox_keep_words(x.numel(), 123, 0) >= _drop_threshold(P)
+    meta["check_mask_equals_numpy_philox"] = bool(np.array_equal(mask.cpu().numpy(), reference))
+    xb = x.bfloat16()
+    yb = seeded_dropout_forward(xb, P, 123)
+    meta["check_bf16_equals_rounded_x_m_c"] = bool(
+        torch.equal(yb, (xb.float() * mask * 2).bfloat16())
+    )
     for dtype in (torch.float32, torch.bfloat16):
         for n in sizes:
             rows.extend(_gpu_size(dtype, n))
