@@ -117,3 +117,20 @@ def test_edge_cases_and_errors():
         seeded_dropout_forward(x, 0.5, seed=1, offset=1 << 32)
     with pytest.raises(ValueError, match="seed"):
         seeded_dropout_forward(x, 0.5, seed=-1)
+
+
+def test_cpu_tensors_without_the_interpreter_are_refused_with_an_explanation():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = (
+        "import torch\n"
+        "from dropoutlib.triton import seeded_dropout_forward\n"
+        "seeded_dropout_forward(torch.ones(8), 0.5, seed=1)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "TRITON_INTERPRET=1 before triton is first imported" in result.stderr
