@@ -289,3 +289,19 @@ def test_torch_function_dispatch():
     x = torch.ones(2, 3).as_subclass(Logged)
     D.dropout(x, 0.5)
     assert seen[0] is D.dropout
+
+
+@pytest.mark.parametrize(("p", "training"), [(0.5, True), (0.0, True), (1.0, True), (0.5, False)])
+def test_nested_tensors_go_through_native_dropout(p, training):
+    """ATen sends nested tensors to native_dropout (RNG used even at p = 0 and p = 1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # nested tensors are a prototype API
+        nt = torch.nested.nested_tensor([torch.randn(3, 4), torch.randn(5, 4)])
+    results = []
+    for fn in (F.dropout, D.dropout):
+        torch.manual_seed(1)
+        y = fn(nt, p, training)
+        results.append((y.unbind(), torch.get_rng_state(), y is nt))
+    (ya, sa, ia), (yb, sb, ib) = results
+    assert all(torch.equal(a, b) for a, b in zip(ya, yb, strict=True))
+    assert torch.equal(sa, sb) and ia == ib

@@ -37,7 +37,6 @@ from dropoutlib.numpy.torch_rng import SELU_ALPHA_TIMES_SCALE
 __all__ = ["SELU_ALPHA_TIMES_SCALE", "aten_dropout", "parse_vf_args"]
 
 
-
 def _tp_name(obj: object) -> str:
     """The type name CPython's ``tp_name`` holds, as torch's argument parser prints it."""
     cls = type(obj)
@@ -83,6 +82,12 @@ def _feature_noise_shape(input: Tensor) -> list[int]:
     return [input.size(0), input.size(1)] + [1] * (input.dim() - 2)
 
 
+def _fused_kernel_acceptable(input: Tensor, p: float) -> bool:
+    """ATen's ``is_fused_kernel_acceptable``: GPU-like device, 0 < p < 1, non-empty."""
+    fused_devices = ("cuda", "xpu", "lazy", torch._C._get_privateuse1_backend_name())
+    return input.device.type in fused_devices and 0.0 < p < 1.0 and input.numel() > 0
+
+
 def aten_dropout(
     input: Tensor, p: float, train: bool, *, feature: bool, alpha: bool, inplace: bool
 ) -> Tensor:
@@ -100,12 +105,21 @@ def aten_dropout(
         Select the variant: one draw per channel, SELU-preserving affine correction, mutate
         ``input``.
 
+    Notes
+    -----
+    Like ATen's ``dropout``, the out-of-place element-wise variant hands nested tensors, and
+    training calls with :math:`0 < p < 1` on CUDA-like devices, to ``torch.native_dropout``
+    (the fused kernel); dense CPU tensors never take that path.
+
     Returns
     -------
     Tensor
         ``input`` itself when nothing is dropped (``p == 0``, eval, empty) or when ``inplace``;
         otherwise a new tensor.
     """
+    plain = not (feature or alpha or inplace)  # ATen's ``dropout``, the only op with a fused path
+    if plain and (input.is_nested or (train and _fused_kernel_acceptable(input, p))):
+        return torch.native_dropout(input, p, train)[0]  # never taken for dense CPU tensors
     if not (0.0 <= p <= 1.0):  # NaN fails too; the Python layer catches the rest first
         raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p:g}")
     if p == 0.0 or not train or input.numel() == 0:
