@@ -1,0 +1,17 @@
+"""The experiments behind Part III: Srivastava et al.'s figures reproduced at laptop scale.
+
+Run one from the command line (a progress bar goes to stderr)::
+
+    python -m dropoutlib.experiments p_effect --out dropoutlib/results/p_effect.json
+    python -m dropoutlib.experiments data_size --out /tmp/d.json --quick --seeds 0 1
+
+or from Python with :func:`run_experiment`, which returns a tidy
+:class:`~dropoutlib.experiments.common.Results` table. The committed results files live in
+``dropoutlib/results/`` and record the command, the versions and the seeds that produced them;
+:func:`load_results` reads them and :func:`run_point` re-runs any single point.
+"""
+
+from dropoutlib.experiments.common import Progress, Results, load_results
+from dropoutlib.experiments.sweeps import EXPERIMENTS, run_experiment, run_point
+
+__all__ = ["EXPERIMENTS", "Progress", "Results", "load_results", "run_experiment", "run_point"]
