@@ -11,6 +11,7 @@ from dropoutlib.torch.functional import (
     dropout3d,
     feature_alpha_dropout,
 )
+from dropoutlib.torch.gaussian import GaussianDropout as GaussianDropout
 from dropoutlib.torch.modules import (
     AlphaDropout,
     Dropout,
