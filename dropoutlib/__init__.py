@@ -3,6 +3,11 @@
 The library behind the book *Dropout from Scratch*. Subpackages:
 
 - :mod:`dropoutlib.numpy` -- from-scratch NumPy implementations (forward and backward).
+- :mod:`dropoutlib.numpy.nn`, :mod:`dropoutlib.numpy.optim` -- a small from-scratch network
+  (Linear, ReLU, Dropout, Sequential, softmax cross-entropy) and SGD with max-norm.
+- :mod:`dropoutlib.data`, :mod:`dropoutlib.train` -- offline data sets (digits, MNIST-1D) and
+  the training loop that returns a history.
+- :mod:`dropoutlib.gradcheck` -- finite-difference gradient checks.
 - :mod:`dropoutlib.stats` -- confidence intervals and tolerances for statistical checks.
 - :mod:`dropoutlib.display` -- render the library's own source inside a chapter.
 - :mod:`dropoutlib.plotting` -- the book's shared plotting style.
