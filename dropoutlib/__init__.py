@@ -8,6 +8,12 @@ The library behind the book *Dropout from Scratch*. Subpackages:
 - :mod:`dropoutlib.data`, :mod:`dropoutlib.train` -- offline data sets (digits, MNIST-1D) and
   the training loop that returns a history.
 - :mod:`dropoutlib.gradcheck` -- finite-difference gradient checks.
+- :mod:`dropoutlib.torch` -- drop-in ``torch.nn`` dropout layers, bit-exact with PyTorch on CPU,
+  plus Gaussian and seeded (mask-free) dropout; :mod:`dropoutlib.triton` -- the GPU kernels.
+- :mod:`dropoutlib.ridge`, :mod:`dropoutlib.ensemble` -- dropout as ridge regression; Monte
+  Carlo averaging, weight scaling and exact mask enumeration.
+- :mod:`dropoutlib.experiments` -- the sweeps behind the paper's figures
+  (``python -m dropoutlib.experiments NAME --out FILE``).
 - :mod:`dropoutlib.stats` -- confidence intervals and tolerances for statistical checks.
 - :mod:`dropoutlib.display` -- render the library's own source inside a chapter.
 - :mod:`dropoutlib.plotting` -- the book's shared plotting style.
