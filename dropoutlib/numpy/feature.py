@@ -22,6 +22,13 @@ import warnings
 
 import numpy as np
 
+from dropoutlib._torch_messages import (
+    DROPOUT1D_RANK_ERROR,
+    DROPOUT2D_3D_INPUT_WARNING,
+    DROPOUT2D_RANK_WARNING,
+    DROPOUT3D_RANK_WARNING,
+    FEATURE_RANK_ERROR,
+)
 from dropoutlib._validation import check_float_array, check_generator, check_probability
 from dropoutlib.numpy.functional import apply_mask, bernoulli_mask
 
@@ -33,29 +40,6 @@ __all__ = [
     "feature_dropout_backward",
     "feature_mask_shape",
 ]
-
-_RANK_2D_WARNING = (
-    "dropout2d: Received a {k}-D input to dropout2d, which is deprecated and will result in an "
-    "error in a future release. To retain the behavior and silence this warning, please use "
-    "dropout instead. Note that dropout2d exists to provide channel-wise dropout on inputs with "
-    "2 spatial dimensions, a channel dimension, and an optional batch dimension (i.e. 3D or 4D "
-    "inputs)."
-)
-_3D_INPUT_TO_2D_WARNING = (
-    "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
-    "behavior is desired - input is interpreted as shape (N, C, L), where C is the channel dim. "
-    "This behavior will change in a future release to interpret the input as one without a "
-    "batch dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout behavior, "
-    "please switch to using dropout1d instead."
-)
-_RANK_3D_WARNING = (
-    "dropout3d: Received a {k}-D input to dropout3d, which is deprecated and will result in an "
-    "error in a future release. To retain the behavior and silence this warning, please use "
-    "dropout instead. Note that dropout3d exists to provide channel-wise dropout on inputs with "
-    "3 spatial dimensions, a channel dimension, and an optional batch dimension (i.e. 4D or 5D "
-    "inputs)."
-)
-_FEATURE_RANK_ERROR = "Feature dropout requires at least 2 dimensions in the input"
 
 
 def feature_mask_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -70,7 +54,7 @@ def feature_mask_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
         If the input has fewer than 2 dimensions (PyTorch's error and message).
     """
     if len(shape) < 2:
-        raise RuntimeError(_FEATURE_RANK_ERROR)
+        raise RuntimeError(FEATURE_RANK_ERROR)
     return (shape[0], shape[1]) + (1,) * (len(shape) - 2)
 
 
@@ -217,12 +201,7 @@ def dropout1d(
     """
     x = check_float_array(x)
     if x.ndim not in (2, 3):
-        raise RuntimeError(
-            f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D input. Note that "
-            "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial "
-            "dimension, a channel dimension, and an optional batch dimension (i.e. 2D or 3D "
-            "inputs)."
-        )
+        raise RuntimeError(DROPOUT1D_RANK_ERROR.format(k=x.ndim))
     if x.ndim == 2:
         return _finish(*_unbatched(x, p, rng, training), return_mask)
     return feature_dropout(x, p, rng=rng, training=training, return_mask=return_mask)
@@ -244,9 +223,9 @@ def dropout2d(
     """
     x = check_float_array(x)
     if x.ndim == 3:
-        warnings.warn(_3D_INPUT_TO_2D_WARNING, UserWarning, stacklevel=2)
+        warnings.warn(DROPOUT2D_3D_INPUT_WARNING, UserWarning, stacklevel=2)
     elif x.ndim != 4:
-        warnings.warn(_RANK_2D_WARNING.format(k=x.ndim), UserWarning, stacklevel=2)
+        warnings.warn(DROPOUT2D_RANK_WARNING.format(k=x.ndim), UserWarning, stacklevel=2)
     return feature_dropout(x, p, rng=rng, training=training, return_mask=return_mask)
 
 
@@ -266,7 +245,7 @@ def dropout3d(
     """
     x = check_float_array(x)
     if x.ndim not in (4, 5):
-        warnings.warn(_RANK_3D_WARNING.format(k=x.ndim), UserWarning, stacklevel=2)
+        warnings.warn(DROPOUT3D_RANK_WARNING.format(k=x.ndim), UserWarning, stacklevel=2)
     if x.ndim != 5:
         return _finish(*_unbatched(x, p, rng, training), return_mask)
     return feature_dropout(x, p, rng=rng, training=training, return_mask=return_mask)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dropoutlib._torch_messages import FEATURE_RANK_ERROR
 from dropoutlib.numpy.torch_rng import SELU_ALPHA_TIMES_SCALE
 
 __all__ = ["SELU_ALPHA_TIMES_SCALE", "aten_dropout", "parse_vf_args"]
@@ -78,7 +79,7 @@ def parse_vf_args(op: str, input: object, p: object, train: object) -> float:
 def _feature_noise_shape(input: Tensor) -> list[int]:
     """``make_feature_noise``: one draw per (sample, channel), ``(N, C, 1, ..., 1)``."""
     if input.dim() < 2:
-        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+        raise RuntimeError(FEATURE_RANK_ERROR)
     return [input.size(0), input.size(1)] + [1] * (input.dim() - 2)
 
 

@@ -18,6 +18,12 @@ import warnings
 from torch import Tensor
 from torch.overrides import handle_torch_function, has_torch_function_unary
 
+from dropoutlib._torch_messages import (
+    DROPOUT1D_RANK_ERROR,
+    DROPOUT2D_3D_INPUT_WARNING,
+    DROPOUT2D_RANK_WARNING,
+    DROPOUT3D_RANK_WARNING,
+)
 from dropoutlib.torch._aten import aten_dropout, parse_vf_args
 
 __all__ = [
@@ -116,12 +122,7 @@ def dropout1d(
     _check_p(p)
     inp_dim = input.dim()
     if inp_dim not in (2, 3):
-        raise RuntimeError(
-            f"dropout1d: Expected 2D or 3D input, but received a {inp_dim}D input. "
-            "Note that dropout1d exists to provide channel-wise dropout on inputs with 1 "
-            "spatial dimension, a channel dimension, and an optional batch dimension "
-            "(i.e. 2D or 3D inputs)."
-        )
+        raise RuntimeError(DROPOUT1D_RANK_ERROR.format(k=inp_dim))
     return _feature_nd(input, p, training, inplace, batched=inp_dim == 3)
 
 
@@ -142,23 +143,9 @@ def dropout2d(
     _check_p(p)
     inp_dim = input.dim()
     if inp_dim not in (3, 4):
-        warnings.warn(
-            f"dropout2d: Received a {inp_dim}-D input to dropout2d, which is deprecated "
-            "and will result in an error in a future release. To retain the behavior "
-            "and silence this warning, please use dropout instead. Note that dropout2d "
-            "exists to provide channel-wise dropout on inputs with 2 spatial dimensions, "
-            "a channel dimension, and an optional batch dimension (i.e. 3D or 4D inputs).",
-            stacklevel=2,
-        )
+        warnings.warn(DROPOUT2D_RANK_WARNING.format(k=inp_dim), stacklevel=2)
     if inp_dim == 3:
-        warnings.warn(
-            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
-            "1D dropout behavior is desired - input is interpreted as shape (N, C, L), where C "
-            "is the channel dim. This behavior will change in a future release to interpret the "
-            "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
-            "channel-wise dropout behavior, please switch to using dropout1d instead.",
-            stacklevel=2,
-        )
+        warnings.warn(DROPOUT2D_3D_INPUT_WARNING, stacklevel=2)
     return _vf("feature_dropout", input, p, training, inplace)
 
 
@@ -178,14 +165,7 @@ def dropout3d(
     _check_p(p)
     inp_dim = input.dim()
     if inp_dim not in (4, 5):
-        warnings.warn(
-            f"dropout3d: Received a {inp_dim}-D input to dropout3d, which is deprecated "
-            "and will result in an error in a future release. To retain the behavior "
-            "and silence this warning, please use dropout instead. Note that dropout3d "
-            "exists to provide channel-wise dropout on inputs with 3 spatial dimensions, "
-            "a channel dimension, and an optional batch dimension (i.e. 4D or 5D inputs).",
-            stacklevel=2,
-        )
+        warnings.warn(DROPOUT3D_RANK_WARNING.format(k=inp_dim), stacklevel=2)
     return _feature_nd(input, p, training, inplace, batched=inp_dim == 5)
 
 
