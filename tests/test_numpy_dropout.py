@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dropoutlib.numpy import bernoulli_mask, dropout, dropout_backward, inverted_scale
+from dropoutlib.numpy import (
+    apply_mask,
+    bernoulli_mask,
+    dropout,
+    dropout_backward,
+    inverted_scale,
+)
 from dropoutlib.stats import binomial_acceptance, z_for_false_failure
 
 FLOATS = [np.float16, np.float32, np.float64]
@@ -133,6 +139,22 @@ def test_outputs_are_zero_or_scaled_input(dtype, p):
     np.testing.assert_array_equal(y[mask], x[mask] * inverted_scale(p, dtype))
     y_std = dropout(x, p, rng=np.random.default_rng(2), scaling="standard")
     np.testing.assert_array_equal(y_std, np.where(mask, x, 0))
+
+
+@pytest.mark.parametrize("p", [1 - 1e-16, 1 - 2**-20])
+def test_an_overflowing_float16_scale_never_turns_dropped_units_into_nan(p):
+    """With 1/(1-p) beyond float16's range PyTorch keeps x * inf and drops to exact x * 0."""
+    x = np.array([0.0, 1.0, -2.0, 0.5] * 64, dtype=np.float16)
+    assert np.isinf(inverted_scale(p, np.float16))
+    mask = np.arange(x.size) % 3 == 0
+    y = apply_mask(x, mask, p)
+    noise = torch.from_numpy(mask).to(torch.float16).div_(1 - p)
+    expected = (torch.from_numpy(x) * noise).numpy()
+    assert np.array_equal(y, expected, equal_nan=True)
+    assert not np.isnan(y[~mask]).any()
+    y2, mask2 = dropout(x, p, rng=np.random.default_rng(0), return_mask=True)
+    assert not np.isnan(y2[~mask2]).any()
+    assert np.array_equal(dropout_backward(np.ones_like(x), mask, p), np.where(mask, np.inf, 0))
 
 
 def test_the_mask_takes_one_byte_per_element():

@@ -59,9 +59,25 @@ def inverted_scale(p: float, dtype: np.dtype | type) -> np.floating:
     """
     dtype = np.dtype(dtype)
     if dtype == np.float16:
-        return np.float16(np.float32(1.0) / np.float32(1.0 - p))
+        with np.errstate(over="ignore"):  # 1/(1-p) beyond 65504 is inf, as in PyTorch
+            return np.float16(np.float32(1.0) / np.float32(1.0 - p))
     one_minus_p = dtype.type(1.0 - p)
     return dtype.type(1.0) / one_minus_p
+
+
+def _scale_kept(y: np.ndarray, mask: np.ndarray, scale: np.floating) -> None:
+    """Multiply the kept entries of ``y = x * mask`` by ``scale`` in place, as PyTorch does.
+
+    PyTorch divides the 0/1 noise by :math:`1-p` before multiplying, so a dropped entry is
+    ``x * 0`` even when the factor overflows to ``inf`` (float16 with :math:`1-p < 2^{-16}`).
+    Scaling ``y`` as a whole would then turn dropped zeros into ``0 * inf = nan``; only in that
+    case are the kept entries scaled alone (slower, and only reachable with such extreme p).
+    """
+    if np.isfinite(scale):
+        y *= scale
+    else:
+        with np.errstate(invalid="ignore"):  # a kept 0 becomes 0 * inf = nan, as in PyTorch
+            y[mask] *= scale
 
 
 def _drop_threshold(p: float) -> np.uint32:
@@ -219,7 +235,7 @@ def dropout(
     for block in _fill_keep_mask_blocks(mask_flat, p, rng):
         np.multiply(x_flat[block], mask_flat[block], out=y_flat[block])
         if scale is not None:
-            y_flat[block] *= scale
+            _scale_kept(y_flat[block], mask_flat[block], scale)
     return (y, mask) if return_mask else y
 
 
@@ -265,9 +281,9 @@ def apply_mask(
         )
     if p == 1.0:
         return np.zeros_like(x)
-    y = np.multiply(x, mask)
+    y = np.multiply(x, mask, out=np.empty(x.shape, dtype=x.dtype))  # an array, even 0-d
     if scaling == "inverted" and p != 0.0:
-        y *= inverted_scale(p, x.dtype)
+        _scale_kept(y, mask, inverted_scale(p, x.dtype))
     return y
 
 
