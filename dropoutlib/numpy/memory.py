@@ -36,6 +36,7 @@ from dropoutlib.numpy.functional import (
     Scaling,
     _check_scaling,
     _fill_keep_mask_blocks,
+    _scale_kept,
     dropout,
     dropout_backward,
     inverted_scale,
@@ -205,7 +206,7 @@ def _apply_seeded(src: np.ndarray, saved: SeededMask) -> np.ndarray:
             pass
         np.multiply(src_flat[block], mask, out=out_flat[block])
         if scale is not None:
-            out_flat[block] *= scale
+            _scale_kept(out_flat[block], mask, scale)
     return out
 
 
