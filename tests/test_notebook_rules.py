@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from setup_cell import SETUP_SOURCE, SETUP_TAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -95,10 +99,18 @@ class TestChapter:
                 is_stderr = out["output_type"] == "stream" and out["name"] == "stderr"
                 assert not is_stderr, f"cell {i} wrote to stderr: {''.join(out['text'])[:200]}"
 
-    def test_first_code_cell_seeds_every_generator(self, path):
-        first = "".join(code_cells(path)[0]["source"])
-        assert re.search(r"^SEED = \d+", first, flags=re.M), "the first code cell sets SEED"
-        assert "default_rng(SEED)" in first or "manual_seed(SEED)" in first
+    def test_opens_with_the_one_setup_cell_hidden_in_the_book(self, path):
+        first = code_cells(path)[0]
+        assert "".join(first["source"]) == SETUP_SOURCE, (
+            "the first code cell must be tools/setup_cell.py's SETUP_SOURCE, identical in every "
+            "chapter: run `python tools/setup_cell.py book/*.ipynb`"
+        )
+        assert first.get("metadata", {}).get("tags") == SETUP_TAGS
+
+    def test_second_code_cell_seeds_every_generator(self, path):
+        second = "".join(code_cells(path)[1]["source"])
+        assert re.search(r"^SEED = \d+", second, flags=re.M), "the second code cell sets SEED"
+        assert "default_rng(SEED)" in second or "manual_seed(SEED)" in second
 
     def test_no_global_numpy_random_state(self, path):
         for i, cell in enumerate(code_cells(path), 1):
