@@ -25,7 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from dropoutlib._validation import check_generator
-from dropoutlib.numpy.nn import Dropout, Module, Sequential, log_softmax, softmax
+from dropoutlib.numpy.nn import (
+    Dropout,
+    Module,
+    Sequential,
+    log_softmax,
+    softmax,
+    stochastic_modules,
+)
 
 __all__ = [
     "MaskEnsemble",
@@ -42,21 +49,21 @@ _MAX_ELEMENTS = 1 << 23
 
 @contextmanager
 def _mode(model: Module, training: bool, rng: np.random.Generator | None = None) -> Iterator[None]:
-    """Temporarily set the mode (and the dropout layers' generator); restore both afterwards."""
+    """Temporarily set the mode (and the generator of every stochastic layer); restore both."""
     saved_modes = [(m, m.training) for m in model.modules()]
-    dropouts = [m for m in model.modules() if isinstance(m, Dropout)]
-    saved_rngs = [d.rng for d in dropouts]
+    stochastic = stochastic_modules(model)
+    saved_rngs = [m.rng for m in stochastic]
     try:
         model.train(training)
         if rng is not None:
-            for d in dropouts:
-                d.rng = rng
+            for m in stochastic:
+                m.rng = rng
         yield
     finally:
         for m, mode in saved_modes:
             m.training = mode
-        for d, r in zip(dropouts, saved_rngs, strict=True):
-            d.rng = r
+        for m, r in zip(stochastic, saved_rngs, strict=True):
+            m.rng = r
 
 
 def weight_scaling_proba(model: Module, x: np.ndarray) -> np.ndarray:
@@ -89,14 +96,18 @@ def mc_dropout_proba(
     Parameters
     ----------
     model : Module
-        A network with :class:`~dropoutlib.numpy.nn.Dropout` layers; its mode and its dropout
-        layers' generators are restored on return.
+        A network with stochastic layers (:class:`~dropoutlib.numpy.nn.Dropout`,
+        :class:`~dropoutlib.numpy.gaussian.GaussianDropout`, or any layer that keeps its
+        generator in ``rng``, see :func:`~dropoutlib.numpy.nn.stochastic_modules`); its mode
+        and those layers' generators are restored on return.
     x : numpy.ndarray
         Inputs of shape ``(N, D)``.
     samples : int
         Number :math:`k \ge 1` of sampled thinned networks.
     rng : numpy.random.Generator
-        Draws all masks (it temporarily replaces the dropout layers' own generators).
+        Draws all masks and noise: it temporarily replaces the generator of every stochastic
+        layer, so the result depends only on ``model``, ``x``, ``samples`` and the state of
+        ``rng`` (the layers' own generators are neither used nor advanced).
     """
     rng = check_generator(rng)
     if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
@@ -157,7 +168,7 @@ class MaskEnsemble:
     geometric : numpy.ndarray
         :math:`\\prod_m \\pi_m(x)^{P(m)}` renormalised over classes, shape ``(N, C)``.
     n_masks : int
-        :math:`2^n`.
+        :math:`2^n`, the number of masks enumerated (those with :math:`P(m) = 0` included).
     """
 
     arithmetic: np.ndarray
@@ -178,6 +189,12 @@ def exact_mask_ensemble(model: Sequential, x: np.ndarray) -> MaskEnsemble:
        \log G_c = \sum_m P(m)\, \log \pi_{m,c}, \qquad
        \mathrm{NGM}_c = \frac{G_c}{\sum_{c'} G_{c'}} = \mathrm{softmax}_c\Bigl(\sum_m P(m)\,
        \log \pi_{m}\Bigr).
+
+    Masks with :math:`P(m) = 0` are members of neither mean and are not evaluated. They exist
+    only for :math:`p \in \{0, 1\}`: with :math:`p = 0` the one member is the full network, and
+    with :math:`p = 1` (the scale :math:`1/(1-p)` is then undefined, but no unit survives to be
+    scaled) it is the network whose dropout layer outputs zeros, which is also what every
+    training-mode pass computes.
     """
     layers = model.layers
     where = [i for i, layer in enumerate(layers) if isinstance(layer, Dropout)]
@@ -188,13 +205,15 @@ def exact_mask_ensemble(model: Sequential, x: np.ndarray) -> MaskEnsemble:
     with _mode(model, training=False):
         h = before(x) if len(before) else x
         n_rows, n = h.shape
-        masks = enumerate_masks(n)
+        all_masks = enumerate_masks(n)
         keep = 1.0 - drop.p
-        prob = np.prod(np.where(masks, keep, drop.p), axis=1)  # P(m), sums to 1
-        scale = 1.0 / keep if drop.scaling == "inverted" else 1.0
+        prob = np.prod(np.where(all_masks, keep, drop.p), axis=1)  # P(m), sums to 1
+        members = prob > 0  # every mask, except for p in {0, 1}: then the one mask of P = 1
+        masks, prob = all_masks[members], prob[members]
+        scale = 1.0 / keep if drop.scaling == "inverted" and keep > 0 else 1.0
         thinned = (masks[:, None, :] * h[None, :, :] * scale).astype(h.dtype)
         logits = after(thinned.reshape(-1, n)).reshape(len(masks), n_rows, -1)
     logp = log_softmax(logits.astype(np.float64))
     arithmetic = np.einsum("m,mnc->nc", prob, np.exp(logp))
     geometric = softmax(np.einsum("m,mnc->nc", prob, logp))
-    return MaskEnsemble(arithmetic=arithmetic, geometric=geometric, n_masks=len(masks))
+    return MaskEnsemble(arithmetic=arithmetic, geometric=geometric, n_masks=len(all_masks))

@@ -20,8 +20,9 @@ API (stable):
   \text{tiny})`.
 - :func:`check_module` ``(module, x, *, rng, eps=1e-6)``: compare a module's ``backward`` with
   finite differences for its input and every parameter; returns ``{name: relative error}``.
-  Dropout masks are held fixed by replaying the state of every generator in the module before
-  each evaluation.
+  The randomness of every stochastic layer (dropout masks, Gaussian noise, any layer that
+  keeps its generator in ``rng``) is held fixed by replaying the state of its generator
+  before each evaluation.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dropoutlib.numpy.nn import Dropout, Module
+from dropoutlib.numpy.nn import Module, stochastic_modules
 
 __all__ = ["check_module", "numerical_gradient", "relative_error"]
 
@@ -82,9 +83,12 @@ def check_module(
 
     The scalar checked is :math:`f = \\sum_j w_j\\, \\text{module}(x)_j` with fixed random
     weights :math:`w` from ``rng`` (so that every output element matters). Before each
-    evaluation the state of every :class:`~dropoutlib.numpy.nn.Dropout` generator is restored,
-    so every evaluation sees the **same** masks: the check is of the function the backward pass
-    differentiates.
+    evaluation the state of the generator of every stochastic layer (every module whose ``rng``
+    attribute is a :class:`numpy.random.Generator`, see
+    :func:`~dropoutlib.numpy.nn.stochastic_modules`: :class:`~dropoutlib.numpy.nn.Dropout`,
+    :class:`~dropoutlib.numpy.gaussian.GaussianDropout`, ...) is restored, so every evaluation
+    sees the **same** masks and noise: the check is of the function the backward pass
+    differentiates. On return those generators are back in the state they had on entry.
 
     Parameters
     ----------
@@ -102,7 +106,7 @@ def check_module(
     """
     if x.dtype != np.float64 or any(p.data.dtype != np.float64 for p in module.parameters()):
         raise TypeError("check_module needs float64 inputs and parameters")
-    generators = {id(m.rng): m.rng for m in module.modules() if isinstance(m, Dropout)}
+    generators = {id(m.rng): m.rng for m in stochastic_modules(module)}
     states = {key: g.bit_generator.state for key, g in generators.items()}
 
     def replay() -> None:

@@ -12,6 +12,7 @@ from dropoutlib.ensemble import (
     mc_error_curve,
     weight_scaling_proba,
 )
+from dropoutlib.numpy.gaussian import GaussianDropout
 from dropoutlib.numpy.nn import Dropout, Linear, ReLU, Sequential, softmax
 from dropoutlib.stats import z_for_false_failure
 
@@ -123,3 +124,46 @@ def test_bad_input():
         mc_dropout_proba(_deep(0.5, "inverted"), np.ones((1, 4)), 0, rng=np.random.default_rng(0))
     with pytest.raises(TypeError, match="rng"):
         mc_dropout_proba(_deep(0.5, "inverted"), np.ones((1, 4)), 2, rng=None)
+
+
+def _deep_gaussian(seed=0):
+    """A network whose only stochastic layer is a GaussianDropout with its own generator."""
+    rng = np.random.default_rng(seed)
+    return Sequential(
+        Linear(4, 8, rng=rng, dtype=F64),
+        ReLU(),
+        GaussianDropout(0.5, rng=np.random.default_rng(seed + 100)),
+        Linear(8, 3, rng=rng, dtype=F64),
+    )
+
+
+def test_monte_carlo_is_reproducible_from_its_rng_with_gaussian_layers():
+    """Regression: the Gaussian layers drew from their own generators, so the same ``rng``
+    gave different predictions on every call (and the layer's generator advanced)."""
+    model = _deep_gaussian()
+    own = model.layers[2].rng
+    state = own.bit_generator.state
+    x = np.random.default_rng(8).standard_normal((5, 4))
+    first = mc_dropout_proba(model, x, 4, rng=np.random.default_rng(3))
+    again = mc_dropout_proba(model, x, 4, rng=np.random.default_rng(3))
+    other = mc_dropout_proba(model, x, 4, rng=np.random.default_rng(4))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3  # different noise gives different predictions
+    assert np.abs(first[0] - first[1]).max() > 1e-3  # the samples are not all the same network
+    assert model.layers[2].rng is own and own.bit_generator.state == state
+
+
+@pytest.mark.parametrize("scaling", ["inverted", "standard"])
+def test_exact_ensemble_with_p_one_is_the_network_with_every_unit_dropped(scaling):
+    """Regression: Dropout(1.0) raised ZeroDivisionError (1 / keep). With p = 1 the only mask
+    of positive probability drops every unit, so the ensemble is that single network: both
+    means equal its prediction, which is also what a training-mode pass computes."""
+    model = _deep(1.0, scaling)
+    x = np.random.default_rng(10).standard_normal((6, 4))
+    ens = exact_mask_ensemble(model, x)
+    assert ens.n_masks == 256
+    all_dropped = softmax(Sequential(*model.layers[3:])(np.zeros((6, 8))))
+    np.testing.assert_allclose(ens.arithmetic, all_dropped, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(ens.geometric, all_dropped, rtol=1e-14, atol=0)
+    sampled = mc_dropout_proba(model, x, 3, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(sampled, np.broadcast_to(all_dropped, sampled.shape), rtol=1e-15)

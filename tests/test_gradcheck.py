@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from dropoutlib.gradcheck import check_module, numerical_gradient, relative_error
-from dropoutlib.numpy.nn import Dropout, Linear, Sequential
+from dropoutlib.numpy.gaussian import GaussianDropout
+from dropoutlib.numpy.nn import Dropout, Linear, Module, ReLU, Sequential, stochastic_modules
 
 
 def test_numerical_gradient_of_known_functions():
@@ -41,3 +42,43 @@ def test_check_module_wants_float64():
         check_module(Linear(2, 2, rng=rng), np.ones((1, 2)), rng=rng)
     with pytest.raises(TypeError, match="float64"):
         numerical_gradient(lambda v: 0.0, np.ones(2, dtype=np.float32))
+
+
+def test_check_module_replays_gaussian_noise():
+    """Regression: only Dropout generators were replayed, so a correct GaussianDropout in
+    training saw fresh noise at every evaluation and the check failed (errors of order 1)."""
+    rng = np.random.default_rng(4)
+    noise_rng = np.random.default_rng(5)
+    net = Sequential(
+        Linear(5, 6, rng=rng, dtype=np.float64),
+        ReLU(),
+        GaussianDropout(0.4, rng=noise_rng),
+        Linear(6, 3, rng=rng, dtype=np.float64),
+    ).train()
+    state = noise_rng.bit_generator.state
+    errors = check_module(net, rng.standard_normal((4, 5)), rng=rng)
+    assert max(errors.values()) < 1e-7, errors
+    assert noise_rng.bit_generator.state == state
+
+
+class _UniformNoise(Module):
+    """A stochastic layer the library does not know: y = u * x, u ~ U(0, 2), from ``self.rng``."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.noise = None
+
+    def forward(self, x):
+        self.noise = self.rng.uniform(0.0, 2.0, size=x.shape)
+        return x * self.noise
+
+    def backward(self, grad):
+        return grad * self.noise
+
+
+def test_check_module_replays_any_layer_that_keeps_its_generator_in_rng():
+    rng = np.random.default_rng(6)
+    net = Sequential(Linear(4, 5, rng=rng, dtype=np.float64), _UniformNoise(rng))
+    assert [type(m) for m in stochastic_modules(net)] == [_UniformNoise]
+    errors = check_module(net, rng.standard_normal((3, 4)), rng=rng)
+    assert max(errors.values()) < 1e-7, errors

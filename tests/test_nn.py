@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from dropoutlib.gradcheck import check_module
 from dropoutlib.numpy.nn import (
     Dropout,
+    FreshMaskDropout,
     Linear,
     Module,
     Parameter,
@@ -71,19 +72,34 @@ def test_network_backward_matches_finite_differences(scaling, training):
     assert max(errors.values()) < GRADCHECK_TOL, errors
 
 
-class FreshMaskDropout(Dropout):
-    """A wrong backward: draws a new mask instead of reusing the forward one."""
-
-    def backward(self, grad):
-        mask = self.rng.random(grad.shape) >= self.p
-        return grad * mask / (1 - self.p)
-
-
-def test_gradcheck_detects_a_fresh_mask_in_backward():
+@pytest.mark.parametrize("scaling", ["inverted", "standard"])
+def test_gradcheck_detects_a_fresh_mask_in_backward(scaling):
     rng = np.random.default_rng(3)
-    net = Sequential(Linear(6, 8, rng=rng, dtype=np.float64), FreshMaskDropout(0.5, rng=rng))
+    net = Sequential(
+        Linear(6, 8, rng=rng, dtype=np.float64), FreshMaskDropout(0.5, rng=rng, scaling=scaling)
+    )
     errors = check_module(net, rng.standard_normal((4, 6)), rng=rng)
     assert errors["input"] > 0.1 and errors["0.weight"] > 0.1, errors
+
+
+@pytest.mark.parametrize("scaling", ["inverted", "standard"])
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_fresh_mask_dropout_differs_from_dropout_only_in_the_mask(scaling, p):
+    """Regression: the wrong layer ignored ``scaling`` (always 1/(1-p)). If its generator is
+    rewound so that the "fresh" mask is the forward mask again, its backward must be exactly the
+    correct layer's, for both scalings; in eval mode it is the correct layer."""
+    x = np.random.default_rng(0).standard_normal((5, 7))
+    g = np.random.default_rng(1).standard_normal((5, 7))
+    good = Dropout(p, rng=np.random.default_rng(2), scaling=scaling)
+    bad = FreshMaskDropout(p, rng=np.random.default_rng(2), scaling=scaling)
+    state = bad.rng.bit_generator.state
+    np.testing.assert_array_equal(bad(x), good(x))
+    bad.rng.bit_generator.state = state  # the fresh mask is drawn from the forward's state
+    np.testing.assert_array_equal(bad.backward(g), good.backward(g))
+    bad.eval(), good.eval()
+    np.testing.assert_array_equal(bad(x), good(x))
+    np.testing.assert_array_equal(bad.backward(g), good.backward(g))
+    assert repr(bad) == f"FreshMaskDropout(p={p}, scaling={scaling!r})"
 
 
 # --------------------------------------------------------------------------- torch.autograd

@@ -24,7 +24,18 @@ API (stable; other chapters and :mod:`dropoutlib.train` build on it):
   ``eval()``, ``training``, ``parameters()``, ``named_parameters()``, ``modules()``,
   ``zero_grad()``.
 - Layers: :class:`Linear`, :class:`ReLU`, :class:`Dropout`, :class:`Sequential`.
-- Functions: :func:`softmax`, :func:`log_softmax`, :func:`softmax_cross_entropy`.
+- :class:`FreshMaskDropout` -- a **deliberately wrong** dropout layer (its backward pass draws a
+  new mask), kept for the gradient-check and training demonstrations of chapter 4.
+- Functions: :func:`softmax`, :func:`log_softmax`, :func:`softmax_cross_entropy`,
+  :func:`stochastic_modules`.
+
+**Stochastic layers.** A layer that draws random numbers keeps its
+:class:`numpy.random.Generator` in the attribute ``rng`` (as :class:`Dropout` and
+:class:`~dropoutlib.numpy.gaussian.GaussianDropout` do) and draws only from it.
+:func:`stochastic_modules` finds such layers by that attribute, and the tools that must control
+the randomness rely on it: :func:`~dropoutlib.gradcheck.check_module` replays the state of
+every such generator, and :func:`~dropoutlib.ensemble.mc_dropout_proba` substitutes its own
+``rng`` for them. A new stochastic layer therefore needs no registration.
 
 Shapes follow PyTorch: inputs are ``(batch, features)`` and a :class:`Linear` weight is
 ``(out_features, in_features)``, so row :math:`i` of the weight is the incoming weight vector
@@ -39,10 +50,17 @@ from collections.abc import Iterator
 import numpy as np
 
 from dropoutlib._validation import check_float_array, check_generator, check_probability
-from dropoutlib.numpy.functional import Scaling, _check_scaling, dropout, dropout_backward
+from dropoutlib.numpy.functional import (
+    Scaling,
+    _check_scaling,
+    bernoulli_mask,
+    dropout,
+    dropout_backward,
+)
 
 __all__ = [
     "Dropout",
+    "FreshMaskDropout",
     "Linear",
     "Module",
     "Parameter",
@@ -51,6 +69,7 @@ __all__ = [
     "log_softmax",
     "softmax",
     "softmax_cross_entropy",
+    "stochastic_modules",
 ]
 
 
@@ -263,6 +282,28 @@ class Dropout(Module):
         return f"Dropout(p={self.p}, scaling={self.scaling!r})"
 
 
+class FreshMaskDropout(Dropout):
+    r"""A **deliberately wrong** :class:`Dropout`: the backward pass draws a *new* mask.
+
+    The forward pass is :class:`Dropout`'s (mask :math:`m` stored). In training mode the
+    backward pass ignores :math:`m` and returns :math:`c\, m' \odot g` with a fresh mask
+    :math:`m'` from the layer's generator and the same constant :math:`c` as the correct layer
+    (:math:`1/(1-p)` for ``scaling="inverted"``, 1 for ``"standard"``), so the bug is the mask
+    and nothing else. In evaluation mode it is the correct (deterministic) backward. It exists
+    to be caught by :func:`~dropoutlib.gradcheck.check_module` and to show what the bug does to
+    training; never use it in a model.
+    """
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        if self.mask is None:
+            return super().backward(grad)
+        fresh = bernoulli_mask(self.mask.shape, self.p, rng=self.rng)
+        return dropout_backward(grad, fresh, self.p, scaling=self.scaling)
+
+    def __repr__(self) -> str:
+        return f"FreshMaskDropout(p={self.p}, scaling={self.scaling!r})"
+
+
 class Sequential(Module):
     """Layers applied in order; the backward pass visits them in reverse order."""
 
@@ -301,6 +342,15 @@ class Sequential(Module):
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
         return f"Sequential({inner}\n)"
+
+
+def stochastic_modules(model: Module) -> list[Module]:
+    """The modules of ``model`` (itself included) that draw random numbers, depth first.
+
+    A module counts as stochastic when its attribute ``rng`` is a
+    :class:`numpy.random.Generator` (the convention of this module's docstring).
+    """
+    return [m for m in model.modules() if isinstance(getattr(m, "rng", None), np.random.Generator)]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
