@@ -99,3 +99,38 @@ def test_progress_bar_text():
     assert "demo [####....] 2/4" in stream.getvalue()
     bar.update(2)
     assert stream.getvalue().endswith("\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--out", "{tmp}/missing/g.json"], "does not exist"),
+        (["--out", "{tmp}"], "is a folder"),
+        (["--out", "{tmp}/folder.json"], "is a folder"),
+        (["--out", "{tmp}/file.json/g.json"], "is not a folder"),
+        (["--out", "{tmp}/g.txt"], ".json file"),
+        (["--out", "{tmp}/g.json", "--seeds", "-1"], "seeds must be >= 0"),
+        (["--out", "{tmp}/g.json", "--seeds", "1.5"], "not an integer"),
+        (["--out", "{tmp}/g.json", "--seeds", "1", "1"], "must be distinct"),
+    ],
+)
+def test_bad_arguments_stop_before_the_sweep_with_a_usage_message(
+    tmp_path, capsys, monkeypatch, args, message
+):
+    """Regression: a bad --out was found only after the whole sweep, and --seeds -1 ended in a
+    traceback. Now argparse's usage message and exit status 2 come before any training."""
+    import dropoutlib.experiments.__main__ as cli
+
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "file.json").write_text("{}")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the sweep started before the arguments were checked")
+
+    monkeypatch.setattr(cli, "run_experiment", must_not_run)
+    argv = ["gaussian", "--quick", *(a.format(tmp=tmp_path) for a in args)]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m dropoutlib.experiments") and message in err, err
