@@ -7,8 +7,9 @@ API (stable):
   training set (test set unchanged, standardisation refitted on the subset).
 - :func:`load_digits` ``(*, test_size=0.25, seed=0, n_train=None, dtype=np.float32)``
 - :func:`load_mnist1d` ``(*, n_train=None, seed=0, dtype=np.float32)``
-- :func:`standardize` ``(x_train, x_test)``: per-feature standardisation fitted on the training
-  split only.
+- :func:`standardize` ``(x_train, x_test)``: standardisation with **one scalar** mean and
+  standard deviation (of all entries of the training split, the same for every feature),
+  fitted on the training split only; returns ``(x_train', x_test', mean, std)``.
 
 Both loaders work offline: digits ships inside scikit-learn, and MNIST-1D is *generated* with
 the ``mnist1d`` package's own generator and its default arguments (Greydanus & Kobak, 2024),
@@ -152,8 +153,8 @@ def load_digits(
     ``sklearn.model_selection.train_test_split(test_size=test_size, random_state=seed,
     stratify=y)``; with the defaults that is 1347 training and 450 test images. If ``n_train``
     is given, the training set is then reduced to a random ``n_train`` of its examples (drawn
-    with ``np.random.default_rng(seed)``). Pixels are standardised with the training split's
-    mean and standard deviation (:func:`standardize`).
+    with ``np.random.default_rng(seed)``). Pixels are standardised with one scalar mean and
+    standard deviation, those of all pixels of the training split (:func:`standardize`).
     """
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split
@@ -190,8 +191,9 @@ def load_mnist1d(
     defaults, which fix the generator's own seed (42) and therefore the train/test split: the
     same 5000 signals and the same split as the published data set. If ``n_train`` is given,
     the training set is reduced to a random ``n_train`` of its examples (drawn with
-    ``np.random.default_rng(seed)``). Features are standardised with the training split's
-    statistics (:func:`standardize`). The first call takes about 1.6 s (then cached).
+    ``np.random.default_rng(seed)``). Features are standardised with one scalar mean and
+    standard deviation, those of all entries of the training split (:func:`standardize`). The
+    first call takes about 1.6 s (then cached).
     """
     _check_dtype(dtype)
     xr, yr, xs, ys = _mnist1d_arrays()
