@@ -15,6 +15,8 @@ The library behind the book *Dropout from Scratch*. Subpackages:
 - :mod:`dropoutlib.experiments` -- the sweeps behind the paper's figures
   (``python -m dropoutlib.experiments NAME --out FILE``).
 - :mod:`dropoutlib.stats` -- confidence intervals and tolerances for statistical checks.
+- :mod:`dropoutlib.protocol` -- the experiment protocol every training experiment follows
+  (validation split, early stopping, paired seeds, grid search, paired intervals, diagnostics).
 - :mod:`dropoutlib.display` -- render the library's own source inside a chapter.
 - :mod:`dropoutlib.plotting` -- the book's shared plotting style.
 

@@ -10,8 +10,8 @@ API (stable):
   returns a :class:`History` (per-epoch train/test loss and accuracy, evaluated in
   evaluation mode after each epoch; entry 0 is before training). It never prints.
 - :func:`unit_ablation` ``(model, layer, x, y)``: the loss after silencing each hidden unit.
-- :func:`mlp` ``(n_in, widths, n_out, *, rng, p_input=0, p_hidden=0, ...)``: a ReLU network
-  with dropout on the inputs and after every hidden layer.
+- :func:`mlp` ``(n_in, widths, n_out, *, rng, p_input=0, p_hidden=0, ..., mask_rng=None)``: a
+  ReLU network with dropout on the inputs and after every hidden layer.
 - :func:`seed_sweep` ``(data, *, seeds, widths, p_input, p_hidden, lr, momentum, max_norm,
   epochs, batch_size)``: train one fresh network per seed; a list of :class:`History`.
 - :func:`blas_threads` ``(n)``: context manager limiting the BLAS library to ``n`` threads.
@@ -263,21 +263,26 @@ def mlp(
     p_hidden: float = 0.0,
     scaling: Scaling = "inverted",
     dtype: type[np.floating] = np.float32,
+    mask_rng: np.random.Generator | None = None,
 ) -> Sequential:
     """A ReLU network ``n_in -> widths[0] -> ... -> n_out`` with dropout.
 
     Layout: ``Dropout(p_input)``, then for each hidden width ``Linear, ReLU, Dropout(p_hidden)``,
     then the output ``Linear``. Dropout layers with ``p = 0`` are left out, so ``mlp(...)``
-    without dropout is a plain network. All layers draw from ``rng`` (weights, then masks).
+    without dropout is a plain network. All layers draw from ``rng`` (weights, then masks)
+    unless ``mask_rng`` is given: then the weights come from ``rng`` and the masks from
+    ``mask_rng``, so networks that differ only in their dropout rates start from identical
+    weights (the weights are drawn in the same order whatever the rates).
     """
+    masks = rng if mask_rng is None else check_generator(mask_rng, "mask_rng")
     layers: list[Module] = []
     if p_input:
-        layers.append(Dropout(p_input, rng=rng, scaling=scaling))
+        layers.append(Dropout(p_input, rng=masks, scaling=scaling))
     fan_in = n_in
     for width in widths:
         layers += [Linear(fan_in, width, rng=rng, dtype=dtype), ReLU()]
         if p_hidden:
-            layers.append(Dropout(p_hidden, rng=rng, scaling=scaling))
+            layers.append(Dropout(p_hidden, rng=masks, scaling=scaling))
         fan_in = width
     layers.append(Linear(fan_in, n_out, rng=rng, dtype=dtype))
     return Sequential(*layers)
