@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dropoutlib.numpy.nn import Linear, Parameter
+from dropoutlib.numpy.nn import Linear, Parameter, Sequential
 from dropoutlib.numpy.optim import SGD, max_norm_
 
 
@@ -96,3 +96,74 @@ def test_bad_optimizer_arguments():
         max_norm_(np.ones((2, 2)), 0.0)
     with pytest.raises(ValueError, match="2-D weight"):
         max_norm_(np.ones(3), 1.0)
+
+
+def _two_layers(seed: int) -> Sequential:
+    rng = np.random.default_rng(seed)
+    net = Sequential(
+        Linear(12, 8, rng=rng, dtype=np.float64), Linear(8, 4, rng=rng, dtype=np.float64)
+    )
+    for p in net.parameters():
+        p.grad += rng.standard_normal(p.data.shape) * 100
+    return net
+
+
+def _row_norms(net: Sequential) -> list[np.ndarray]:
+    return [np.linalg.norm(layer.weight.data, axis=1) for layer in net.layers]
+
+
+def test_sgd_per_layer_max_norm_radii():
+    """Regression: one scalar max_norm could not give layers different radii. A radius per
+    weight matrix, or per parameter (None = unconstrained), applies to that layer only."""
+    per_matrix, per_param, plain = _two_layers(4), _two_layers(4), _two_layers(4)
+    SGD(per_matrix.parameters(), lr=1.0, max_norm=[0.5, None]).step()
+    SGD(per_param.parameters(), lr=1.0, max_norm=(0.5, None, None, None)).step()
+    SGD(plain.parameters(), lr=1.0).step()
+    first, second = _row_norms(per_matrix)
+    assert first.max() <= 0.5 * (1 + 1e-12) and np.allclose(first, 0.5, rtol=1e-12)
+    np.testing.assert_array_equal(second, _row_norms(plain)[1])  # unconstrained (and > 0.5)
+    assert second.max() > 0.5
+    for a, b in zip(per_matrix.parameters(), per_param.parameters(), strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_array_equal(per_matrix.layers[0].bias.data, plain.layers[0].bias.data)
+
+    two = _two_layers(4)
+    opt = SGD(two.parameters(), lr=1.0, max_norm=np.array([0.5, 2.0]))
+    assert opt.max_norm == (0.5, None, 2.0, None) and opt.radii == [0.5, None, 2.0, None]
+    opt.step()
+    for norms, c in zip(_row_norms(two), (0.5, 2.0), strict=True):
+        assert norms.max() <= c * (1 + 1e-12)
+        assert norms.max() == pytest.approx(c, rel=1e-12)  # the constraint binds in each layer
+
+
+def test_sgd_scalar_max_norm_is_unchanged_by_the_per_layer_form():
+    """A scalar radius is the same as that radius for every weight matrix."""
+    scalar, listed = _two_layers(5), _two_layers(5)
+    opt = SGD(scalar.parameters(), lr=1.0, max_norm=0.7)
+    assert opt.max_norm == 0.7 and opt.radii == [0.7, None, 0.7, None]
+    opt.step()
+    SGD(listed.parameters(), lr=1.0, max_norm=[0.7, 0.7]).step()
+    for a, b in zip(scalar.parameters(), listed.parameters(), strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert SGD(scalar.parameters(), lr=1.0).max_norm is None
+    assert SGD(scalar.parameters(), lr=1.0, max_norm=[None, None]).max_norm is None
+
+
+def test_bad_per_layer_max_norm():
+    params = _two_layers(6).parameters()
+    with pytest.raises(ValueError, match="3 radii, but there are 2 weight matrices"):
+        SGD(params, lr=0.1, max_norm=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"max_norm\[1\] = 1.0 is given for a parameter of shape"):
+        SGD(params, lr=0.1, max_norm=[1.0, 1.0, None, None])
+    with pytest.raises(ValueError, match=r"max_norm\[2\] must be > 0"):
+        SGD(params, lr=0.1, max_norm=[1.0, None, 0.0, None])
+    with pytest.raises(ValueError, match=r"max_norm\[0\] must be a finite number >= 0"):
+        SGD(params, lr=0.1, max_norm=[-1.0, None])
+    with pytest.raises(TypeError, match=r"max_norm\[2\] must be a real number"):
+        SGD(params, lr=0.1, max_norm=[1.0, None, "2", None])
+    with pytest.raises(TypeError, match="max_norm must be None, a number, or a sequence"):
+        SGD(params, lr=0.1, max_norm="3")
+    with pytest.raises(TypeError, match="max_norm must be None, a number, or a sequence"):
+        SGD(params, lr=0.1, max_norm={0: 1.0})
+    with pytest.raises(TypeError, match="max_norm must be a real number"):
+        SGD(params, lr=0.1, max_norm=True)

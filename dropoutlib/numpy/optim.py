@@ -4,6 +4,8 @@ API (stable):
 
 - :class:`SGD` ``(params, lr, *, momentum=0, weight_decay=0, max_norm=None)`` with ``step()`` and
   ``zero_grad()``; ``lr`` and ``momentum`` are plain attributes that a schedule may change.
+  ``max_norm`` is one radius for every weight matrix, or one radius per weight matrix (per
+  Linear layer) or per parameter, so that layers may have different radii.
 - :func:`max_norm_` ``(weight, c)``: project each row of a weight matrix onto the ball of radius
   ``c`` (in place).
 
@@ -21,7 +23,7 @@ momentum :math:`\mu`, weight decay :math:`\lambda` and velocity :math:`v` starti
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -68,6 +70,54 @@ def max_norm_(weight: np.ndarray, c: float) -> np.ndarray:
     return weight
 
 
+def _radii(
+    max_norm: float | Sequence[float | None] | np.ndarray | None, params: list[Parameter]
+) -> list[float | None]:
+    """One max-norm radius (or None) per parameter, from the forms :class:`SGD` accepts."""
+    n_params = len(params)
+    matrices = [i for i, p in enumerate(params) if p.data.ndim == 2]
+    if max_norm is None:
+        return [None] * n_params
+    if isinstance(max_norm, int | float | np.floating | np.integer):  # bool is refused here
+        c = _check_nonnegative("max_norm", max_norm)
+        if c == 0:
+            raise ValueError("max_norm must be > 0 (or None to disable it)")
+        return [c if i in matrices else None for i in range(n_params)]
+    if isinstance(max_norm, str | bytes) or not isinstance(max_norm, Sequence | np.ndarray):
+        raise TypeError(
+            "max_norm must be None, a number, or a sequence of numbers or None (one per weight "
+            f"matrix or one per parameter), but got {max_norm!r}"
+        )
+    given = list(max_norm)
+    if len(given) == len(matrices):  # one per weight matrix (all 2-D parameters, in order)
+        per_param: list[object] = [None] * n_params
+        for i, c in zip(matrices, given, strict=True):
+            per_param[i] = c
+    elif len(given) == n_params:  # one per parameter
+        per_param = given
+    else:
+        raise ValueError(
+            f"max_norm gives {len(given)} radii, but there are {len(matrices)} weight matrices "
+            f"(2-D parameters) and {n_params} parameters; give one radius per weight matrix "
+            "or one per parameter (None for no constraint)"
+        )
+    radii: list[float | None] = []
+    for i, c in enumerate(per_param):
+        if c is None:
+            radii.append(None)
+            continue
+        c = _check_nonnegative(f"max_norm[{i}]", c)
+        if c == 0:
+            raise ValueError(f"max_norm[{i}] must be > 0 (or None for no constraint)")
+        if params[i].data.ndim != 2:
+            raise ValueError(
+                f"max_norm[{i}] = {c} is given for a parameter of shape {params[i].data.shape}; "
+                "max-norm bounds the rows of 2-D weight matrices only (use None)"
+            )
+        radii.append(c)
+    return radii
+
+
 class SGD:
     """Stochastic gradient descent with momentum, weight decay and an optional max-norm constraint.
 
@@ -81,10 +131,29 @@ class SGD:
         :math:`\\mu \\in [0, 1)`; the paper's recipe uses 0.95 to 0.99.
     weight_decay : float, default 0
         L2 coefficient :math:`\\lambda`, added to the gradient as :math:`\\lambda w`.
-    max_norm : float, optional
-        If given, after every step each **2-D** parameter (a Linear weight) is projected with
-        :func:`max_norm_` so that every unit's incoming weight vector has norm at most
-        ``max_norm``. Biases are not constrained.
+    max_norm : float, sequence of (float or None), or None, default None
+        The max-norm constraint: after every step a constrained **2-D** parameter (a Linear
+        weight) is projected with :func:`max_norm_` so that every unit's incoming weight
+        vector has norm at most its radius :math:`c`. Biases are never constrained.
+
+        - ``None``: no constraint.
+        - a number :math:`c > 0`: the same radius for every 2-D parameter.
+        - a sequence with **one entry per 2-D parameter** (per Linear layer, in the order of
+          ``params``) or **one entry per parameter**: a radius :math:`c > 0` or ``None``
+          (unconstrained) for each. A radius given for a parameter that is not 2-D is an
+          error. When every parameter is 2-D the two readings coincide.
+
+        Per-layer radii are what chapter 3's conversion needs when layers have different keep
+        probabilities (:math:`c' = q\\,c` for a layer whose inputs are kept with probability
+        :math:`q`).
+
+    Attributes
+    ----------
+    max_norm : float, tuple or None
+        ``max_norm`` as given: ``None``, a float, or for a sequence the tuple of per-parameter
+        radii (``None`` if every entry is ``None``).
+    radii : list of (float or None)
+        The radius applied to each parameter, aligned with ``params``.
     """
 
     def __init__(
@@ -104,9 +173,12 @@ class SGD:
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1), but got {momentum!r}")
         self.weight_decay = _check_nonnegative("weight_decay", weight_decay)
-        self.max_norm = None if max_norm is None else _check_nonnegative("max_norm", max_norm)
-        if self.max_norm == 0:
-            raise ValueError("max_norm must be > 0 (or None to disable it)")
+        self.radii = _radii(max_norm, self.params)
+        self.max_norm: float | tuple[float | None, ...] | None
+        if max_norm is None or isinstance(max_norm, int | float | np.floating | np.integer):
+            self.max_norm = None if max_norm is None else float(max_norm)
+        else:
+            self.max_norm = None if all(c is None for c in self.radii) else tuple(self.radii)
         self.velocity = [np.zeros_like(p.data) for p in self.params]
 
     def zero_grad(self) -> None:
@@ -116,7 +188,7 @@ class SGD:
 
     def step(self) -> None:
         """Apply one update to every parameter, in place."""
-        for p, v in zip(self.params, self.velocity, strict=True):
+        for p, v, c in zip(self.params, self.velocity, self.radii, strict=True):
             g = p.grad
             if self.weight_decay:
                 g = g + self.weight_decay * p.data
@@ -125,5 +197,5 @@ class SGD:
                 v += g
                 g = v
             p.data -= (self.lr * p.lr_scale) * g
-            if self.max_norm is not None and p.data.ndim == 2:
-                max_norm_(p.data, self.max_norm)
+            if c is not None:
+                max_norm_(p.data, c)
