@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dropoutlib.gradcheck import check_module, numerical_gradient, relative_error
+from dropoutlib.gradcheck import (
+    check_module,
+    elementwise_relative_error,
+    numerical_gradient,
+    relative_error,
+)
 from dropoutlib.numpy.gaussian import GaussianDropout
 from dropoutlib.numpy.nn import Dropout, Linear, Module, ReLU, Sequential, stochastic_modules
 
@@ -82,3 +87,33 @@ def test_check_module_replays_any_layer_that_keeps_its_generator_in_rng():
     assert [type(m) for m in stochastic_modules(net)] == [_UniformNoise]
     errors = check_module(net, rng.standard_normal((3, 4)), rng=rng)
     assert max(errors.values()) < 1e-7, errors
+
+
+def test_relative_error_is_normwise_and_elementwise_error_sees_small_entries():
+    """relative_error divides by the global maximum (documented): a completely wrong entry of
+    size 1e-3 next to one of size 1 moves it by only about 1e-3. The element-wise error
+    judges that entry on its own scale."""
+    exact = np.array([1.0, 1e-3, 0.0])
+    wrong_small = np.array([1.0, -1e-3, 0.0])  # the small entry has the wrong sign
+    assert relative_error(exact, wrong_small) == pytest.approx(2e-3 / 2.0, rel=1e-12)
+    assert elementwise_relative_error(exact, wrong_small) == pytest.approx(1.0, rel=1e-12)
+    # near-zero entries are compared absolutely through the floor
+    noisy_zero = np.array([1.0, 1e-3, 1e-12])
+    assert elementwise_relative_error(exact, noisy_zero) == pytest.approx(1e-4, rel=1e-12)
+    assert elementwise_relative_error(exact, noisy_zero, floor=1e-14) == pytest.approx(1.0)
+    assert elementwise_relative_error(exact, exact) == 0.0
+    assert elementwise_relative_error(np.zeros(0), np.zeros(0)) == 0.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        elementwise_relative_error(np.zeros(2), np.zeros(3))
+    with pytest.raises(ValueError, match="floor must be a finite number > 0"):
+        elementwise_relative_error(exact, exact, floor=0.0)
+    with pytest.raises(TypeError, match="floor must be a real number"):
+        elementwise_relative_error(exact, exact, floor="1e-8")
+
+
+def test_elementwise_error_is_small_for_a_correct_backward():
+    """Central differences of a correct gradient pass the element-wise check too."""
+    x = np.random.default_rng(7).standard_normal((3, 4))
+    g = numerical_gradient(lambda v: float(np.sum(np.tanh(v) * v)), x)
+    exact = np.tanh(x) + x * (1 - np.tanh(x) ** 2)
+    assert elementwise_relative_error(exact, g) < 1e-7
