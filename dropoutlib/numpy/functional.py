@@ -31,6 +31,9 @@ __all__ = [
     "dropout",
     "dropout_backward",
     "inverted_scale",
+    "random_bytes",
+    "reference_byte_first_mask",
+    "reference_dropout",
 ]
 
 Scaling = Literal["inverted", "standard"]
@@ -43,8 +46,13 @@ def _check_scaling(scaling: object) -> str:
     return str(scaling)
 
 
-_BLOCK = 1 << 16  # elements per block: the random words of one block stay in L2 cache
+_BLOCK = 1 << 16  # elements per block: the random bytes of one block stay in L2 cache
 _WORD = 1 << 32
+
+#: Bit generators whose ``random_raw`` outputs are uniform 64-bit words (8 bytes each); every
+#: other bit generator (MT19937 and any third-party one) contributes the low 4 bytes of each
+#: raw output, which is uniform whenever the outputs are at least 32-bit words.
+_WIDE_BIT_GENERATORS = (np.random.PCG64, np.random.PCG64DXSM, np.random.Philox, np.random.SFC64)
 
 
 def inverted_scale(p: float, dtype: np.dtype | type) -> np.floating:
@@ -85,20 +93,133 @@ def _drop_threshold(p: float) -> np.uint32:
     return np.uint32(min(round(p * _WORD), _WORD - 1))
 
 
+def _threshold_bytes(p: float) -> tuple[np.uint8, np.uint8, np.uint8, np.uint8]:
+    """The four bytes of :func:`_drop_threshold`, most significant first."""
+    t = int(_drop_threshold(p))
+    return tuple(np.uint8((t >> shift) & 0xFF) for shift in (24, 16, 8, 0))  # type: ignore[return-value]
+
+
+def random_bytes(bit_generator: np.random.BitGenerator, count: int) -> np.ndarray:
+    r"""The next ``count`` bytes of a bit generator's **byte stream**, as the masks read it.
+
+    The stream is the generator's raw outputs (``bit_generator.random_raw``) cut into bytes,
+    least significant byte first: 8 bytes per output for the 64-bit generators NumPy ships
+    (PCG64, PCG64DXSM, Philox, SFC64), 4 bytes per output for every other bit generator
+    (MT19937's raw outputs are 32-bit words, so only their low 4 bytes are random). A call
+    draws :math:`\lceil \text{count} / 8 \rceil` (or :math:`\lceil \text{count} / 4 \rceil`)
+    raw outputs and discards the unused bytes of the last one, so the result of a call depends
+    only on the generator's state and ``count``, on any machine (the byte order is fixed, not
+    the platform's).
+
+    Parameters
+    ----------
+    bit_generator : numpy.random.BitGenerator
+        For example ``rng.bit_generator``; it advances by the outputs drawn.
+    count : int
+        Number of bytes, :math:`\ge 0`.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (count,)
+    """
+    if isinstance(bit_generator, _WIDE_BIT_GENERATORS):
+        raw = bit_generator.random_raw(-(-count // 8))
+        return raw.astype("<u8", copy=False).view(np.uint8)[:count]
+    raw = bit_generator.random_raw(-(-count // 4))
+    return raw.astype("<u4").view(np.uint8)[:count]
+
+
+def _byte_first_block(
+    mask: np.ndarray, digits: tuple[np.uint8, ...], bit_generator: np.random.BitGenerator
+) -> None:
+    """Fill the flat boolean ``mask`` (one block) by the byte-first rule, vectorised.
+
+    Round 0 draws one byte per element; round :math:`k` draws one byte for each element still
+    tied after round :math:`k-1`, in increasing index order. See :func:`bernoulli_mask`.
+    """
+    drawn = random_bytes(bit_generator, mask.size)
+    np.greater(drawn, digits[0], out=mask)
+    tied = np.flatnonzero(drawn == digits[0])
+    for digit in digits[1:]:
+        if tied.size == 0:
+            return
+        drawn = random_bytes(bit_generator, tied.size)
+        mask[tied] = drawn > digit
+        tied = tied[drawn == digit]
+    mask[tied] = True  # all four bytes equal: the word equals t, and w >= t is kept
+
+
 def _fill_keep_mask_blocks(mask: np.ndarray, p: float, rng: np.random.Generator) -> Iterator[slice]:
     """Fill the flat boolean array ``mask`` with Bernoulli(1 - p) draws, one block at a time.
 
-    Yields each block's slice right after filling it, so a caller can use the block while its
-    data is still in cache.
+    Blocks of ``_BLOCK`` elements are filled in order by the byte-first rule of
+    :func:`bernoulli_mask`; what a block consumes depends only on its size and the generator's
+    state. Yields each block's slice right after filling it, so a caller can use the block while
+    its data is still in cache.
     """
-    threshold = _drop_threshold(p)
+    digits = _threshold_bytes(p)
     bits = rng.bit_generator
     for start in range(0, mask.size, _BLOCK):
         block = slice(start, min(start + _BLOCK, mask.size))
-        count = block.stop - start
-        words = bits.random_raw((count + 1) // 2).view(np.uint32)[:count]
-        np.greater_equal(words, threshold, out=mask[block])
+        _byte_first_block(mask[block], digits, bits)
         yield block
+
+
+def reference_byte_first_mask(
+    shape: int | tuple[int, ...], p: float, *, rng: np.random.Generator
+) -> np.ndarray:
+    """The byte-first rule of :func:`bernoulli_mask` written as a plain loop (the test oracle).
+
+    Slow (one Python step per element and byte) and obviously correct: each element compares
+    the bytes of its word with the bytes of :math:`t`, most significant first, until one
+    differs. It consumes the byte stream in the same documented order as the fast kernel, so
+    the two agree element for element.
+    """
+    p = check_probability(p)
+    rng = check_generator(rng)
+    mask = np.zeros(shape, dtype=bool)
+    if p == 0.0:
+        mask[...] = True
+    if p in (0.0, 1.0):
+        return mask
+    flat = mask.reshape(-1)
+    for start in range(0, flat.size, _BLOCK):
+        block = flat[start : start + _BLOCK]
+        _reference_block(block, _threshold_bytes(p), rng.bit_generator)
+    return mask
+
+
+def _reference_block(
+    mask: np.ndarray, t_bytes: tuple[np.uint8, ...], bit_generator: np.random.BitGenerator
+) -> None:
+    """One block of :func:`reference_byte_first_mask`, element by element."""
+    undecided = list(range(mask.size))
+    for t_byte in t_bytes:  # most significant byte first
+        if not undecided:
+            return
+        drawn = random_bytes(bit_generator, len(undecided))
+        still_tied = []
+        for i, byte in zip(undecided, drawn, strict=True):
+            if byte == t_byte:
+                still_tied.append(i)
+            else:
+                mask[i] = byte > t_byte
+        undecided = still_tied
+    for i in undecided:  # every byte equal: w == t, kept because w >= t
+        mask[i] = True
+
+
+def reference_dropout(x: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    r"""Inverted dropout in two lines of NumPy: the obvious version, kept as a test oracle.
+
+    A uniform :math:`u_i \in [0, 1)` per element, kept when :math:`u_i \ge p`, so
+    :math:`P(\text{keep}) = 1 - p`; kept values are divided by :math:`1 - p`. It draws its
+    randomness differently from :func:`dropout` (a 53-bit float per element instead of the
+    byte-first comparison), so the two agree in distribution, not mask for mask; ``p`` must be
+    below 1.
+    """
+    mask = rng.random(x.shape) >= p
+    return x * mask / (1 - p)
 
 
 def bernoulli_mask(
@@ -106,17 +227,35 @@ def bernoulli_mask(
 ) -> np.ndarray:
     r"""Draw a keep mask: ``True`` with probability :math:`1 - p`, independently per element.
 
-    Each element consumes one uniformly distributed 32-bit word :math:`w_i` from the
-    generator's bit stream (two per 64-bit output of ``rng.bit_generator``, in C order) and is
-    kept when :math:`w_i \ge t` with :math:`t = \operatorname{round}(p \cdot 2^{32})`, so
+    **The rule.** Element :math:`i` is kept when a uniform 32-bit word :math:`w_i` satisfies
+    :math:`w_i \ge t` with :math:`t = \operatorname{round}(p \cdot 2^{32})` (at most
+    :math:`2^{32} - 1`), so
 
     .. math::
 
        P(m_i = 1) = 1 - t / 2^{32} = 1 - p + \varepsilon, \qquad |\varepsilon| \le 2^{-33},
 
     exact for :math:`p \in \{0, \tfrac14, \tfrac12, \tfrac34, 1\}` and any :math:`k/2^{32}`.
-    Comparing integers skips the conversion to floating point, which makes the mask cheaper
-    than drawing ``rng.random(n, dtype=np.float32)``.
+
+    **Byte first.** The word is never drawn whole. Write :math:`w = (b_3 b_2 b_1 b_0)` and
+    :math:`t = (t_3 t_2 t_1 t_0)` in base 256, most significant byte first. Comparing
+    lexicographically, :math:`w \ge t` is decided by the first byte that differs: keep if
+    :math:`b_k > t_k`, drop if :math:`b_k < t_k`, and only on a tie :math:`b_k = t_k`
+    (probability :math:`1/256`) draw the next byte; four ties mean :math:`w = t`, kept. Each
+    byte is uniform and independent, so the result has exactly the law of the 32-bit
+    comparison, from :math:`8 \cdot (1 + 1/256 + 1/256^2 + 1/256^3) \approx 8.03` random bits
+    per element on average instead of 32.
+
+    **Order of consumption** (stable, part of the contract). Elements are taken in C order,
+    in blocks of :math:`2^{16}` (the last block may be shorter). For each block: one byte per
+    element in index order (the most significant byte :math:`b_3`); then one byte for each
+    element still tied, in index order (:math:`b_2`); then the same for :math:`b_1` and
+    :math:`b_0`, a round being skipped when nothing is tied. Each of these requests reads the
+    generator's byte stream through :func:`random_bytes` (8 bytes per raw output of PCG64,
+    PCG64DXSM, Philox and SFC64; the low 4 bytes of each output of MT19937 and other
+    generators; unused bytes of a request's last output are discarded).
+    :func:`reference_byte_first_mask` is the same rule as a plain loop, and the tests check
+    the two agree element for element.
 
     Parameters
     ----------
@@ -125,7 +264,7 @@ def bernoulli_mask(
     p : float
         Drop probability, :math:`0 \le p \le 1`.
     rng : numpy.random.Generator
-        The source of randomness (required, keyword-only).
+        The source of randomness (required, keyword-only), with any of NumPy's bit generators.
 
     Returns
     -------
@@ -211,7 +350,7 @@ def dropout(
     >>> from dropoutlib.numpy import dropout
     >>> x = np.ones(6, dtype=np.float32)
     >>> dropout(x, 0.5, rng=np.random.default_rng(0))
-    array([2., 2., 2., 0., 0., 0.], dtype=float32)
+    array([0., 2., 2., 2., 2., 2.], dtype=float32)
     """
     x = check_float_array(x)
     p = check_probability(p)
