@@ -20,21 +20,88 @@ the backward pass. This module is the reference that the Triton kernels in
 :mod:`dropoutlib.triton` are tested against (Triton's ``tl.randint4x`` computes the same
 function), so it follows Triton's conventions: the key is the seed split into its low and
 high 32-bit halves.
+
+**The byte-first dropout stream** (:func:`philox_dropout_bytes`, :func:`philox_dropout_words`,
+:func:`philox_keep_mask`) is what the Triton kernels draw. Element :math:`i = 16g + 4j + b`
+(group :math:`g`, word :math:`j`, byte :math:`b`) reads byte :math:`b` (least significant
+first) of word :math:`j` of the Philox call on counter :math:`(g, \text{offset}, \ell, 0)` at
+**level** :math:`\ell \in \{0, 1, 2, 3\}`. Its uniform 32-bit word is the four levels' bytes,
+level 0 most significant:
+
+.. math::
+
+   W_i = B_i^{(0)} 2^{24} + B_i^{(1)} 2^{16} + B_i^{(2)} 2^{8} + B_i^{(3)},
+   \qquad \text{keep}_i \iff W_i \ge t = \operatorname{round}(p\, 2^{32}).
+
+A kernel reads level 0 for every element (16 elements per Philox call) and a deeper level only
+for the elements whose bytes so far equal the threshold's (probability :math:`2^{-8}` per level):
+comparing most significant bytes first decides :math:`W_i \ge t` exactly, so
+:math:`P(\text{keep}) = 1 - t/2^{32}` although about :math:`8 \cdot 256/255 \approx 8.03` bits
+are read per element. The level lives in counter word :math:`c_2`, so the four levels'
+counter ranges are disjoint, and disjoint from every ``offset``'s (:math:`c_1`). Groups
+:math:`g < 2^{32}` allow up to :math:`2^{36}` elements per ``(seed, offset)``.
 """
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-__all__ = ["PHILOX_ROUNDS", "philox4x32", "philox_keep_words"]
+__all__ = [
+    "DROPOUT_LEVELS",
+    "PHILOX_ROUNDS",
+    "check_seed_offset",
+    "philox4x32",
+    "philox_bytes_consumed",
+    "philox_dropout_bytes",
+    "philox_dropout_words",
+    "philox_keep_mask",
+    "philox_keep_words",
+]
 
 PHILOX_ROUNDS = 10
+#: Bytes of the uniform word of an element: one Philox counter level each.
+DROPOUT_LEVELS = 4
 _ROUND_A = np.uint64(0xD2511F53)
 _ROUND_B = np.uint64(0xCD9E8D57)
 _KEY_A = 0x9E3779B9
 _KEY_B = 0xBB67AE85
 _LOW32 = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
+
+
+def check_seed_offset(seed: object, offset: object, *, offset_bits: int = 64) -> tuple[int, int]:
+    r"""Check the key and stream of a seeded mask; return them as Python ints.
+
+    Parameters
+    ----------
+    seed : int
+        :math:`0 \le \text{seed} < 2^{64}`.
+    offset : int
+        :math:`0 \le \text{offset} < 2^{\text{offset\_bits}}`.
+    offset_bits : int, default 64
+        64 for the CPU stream (NumPy's Philox4x64), 32 for the GPU kernels (Philox4x32).
+
+    Raises
+    ------
+    TypeError
+        If either is not an integer (``bool``, ``float`` such as ``1.5`` or NaN, ``str``): a
+        value is never truncated.
+    ValueError
+        If either is out of range.
+    """
+    checked = []
+    for name, value, bits in (("seed", seed, 64), ("offset", offset, offset_bits)):
+        if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+            raise TypeError(
+                f"{name} must be an int, but got {value!r} of type {type(value).__name__}"
+            )
+        value = int(value)
+        if not 0 <= value < 1 << bits:
+            raise ValueError(f"{name} must be an integer in [0, 2**{bits}), but got {value}")
+        checked.append(value)
+    return checked[0], checked[1]
 
 
 def philox4x32(
@@ -78,7 +145,10 @@ def philox4x32(
 
 
 def philox_keep_words(n: int, seed: int, offset: int) -> np.ndarray:
-    r"""The 32-bit random word of each of ``n`` elements, as the Triton dropout kernels draw them.
+    r"""One 32-bit word per element, four elements per Philox call (the earlier kernels' layout).
+
+    The current Triton kernels read a byte per element instead (:func:`philox_dropout_words`);
+    this layout is kept for the chapter that introduces counter-based generators.
 
     Element :math:`i` gets word :math:`i \bmod 4` of the Philox call on counter
     :math:`(\lfloor i/4 \rfloor,\ \text{offset},\ 0,\ 0)`: every call serves four
@@ -101,3 +171,110 @@ def philox_keep_words(n: int, seed: int, offset: int) -> np.ndarray:
     groups = np.arange((n + 3) // 4, dtype=np.uint64)
     words = philox4x32((groups, np.uint64(offset), np.uint64(0), np.uint64(0)), seed)
     return np.stack(words, axis=1).reshape(-1)[:n]
+
+
+def _check_stream(n: int, offset: int) -> None:
+    if not 0 <= n <= 16 << 32:
+        raise ValueError(f"n must be an integer in [0, 2**36], but got {n!r}")
+    if not 0 <= offset < 1 << 32:
+        raise ValueError(f"offset must be an integer in [0, 2**32), but got {offset!r}")
+
+
+def philox_dropout_bytes(n: int, seed: int, offset: int, level: int) -> np.ndarray:
+    r"""Byte :math:`B_i^{(\ell)}` of each of ``n`` elements at one level of the dropout stream.
+
+    Element :math:`16g + 4j + b` gets byte :math:`b` (bits :math:`8b \ldots 8b+7`) of word
+    :math:`j` of the Philox4x32-10 call on counter :math:`(g, \text{offset}, \ell, 0)`: one
+    call serves 16 consecutive elements.
+
+    Parameters
+    ----------
+    n : int
+        Number of elements, :math:`0 \le n \le 2^{36}`.
+    seed : int
+        Philox key, :math:`0 \le \text{seed} < 2^{64}`.
+    offset : int
+        Stream, :math:`0 \le \text{offset} < 2^{32}` (counter word :math:`c_1`).
+    level : int
+        :math:`0 \le \ell < 4` (counter word :math:`c_2`); level 0 is the most significant byte.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (n,)
+    """
+    _check_stream(n, offset)
+    if not 0 <= level < DROPOUT_LEVELS:
+        raise ValueError(f"level must be 0, 1, 2 or 3, but got {level!r}")
+    groups = np.arange((n + 15) // 16, dtype=np.uint64)
+    words = np.stack(philox4x32((groups, offset, level, 0), seed), axis=1)  # (groups, 4)
+    shifts = np.arange(0, 32, 8, dtype=np.uint32)
+    return ((words[:, :, None] >> shifts) & 0xFF).astype(np.uint8).reshape(-1)[:n]
+
+
+def philox_dropout_words(n: int, seed: int, offset: int) -> np.ndarray:
+    r"""The uniform word :math:`W_i` of each element: its four levels' bytes, level 0 on top.
+
+    A kernel that decides :math:`W_i \ge t` byte by byte, most significant first, reaches the
+    same decision as comparing these words (see the module docstring). Parameters as in
+    :func:`philox_dropout_bytes`.
+
+    Returns
+    -------
+    numpy.ndarray of uint32, shape (n,)
+    """
+    words = np.zeros(n, dtype=np.uint32)
+    for level in range(DROPOUT_LEVELS):
+        level_bytes = philox_dropout_bytes(n, seed, offset, level).astype(np.uint32)
+        words |= level_bytes << np.uint32(24 - 8 * level)
+    return words
+
+
+def philox_keep_mask(n: int, threshold: int, seed: int, offset: int) -> np.ndarray:
+    r"""The keep mask :math:`W_i \ge t` of the Triton kernels, for threshold :math:`t`.
+
+    Parameters
+    ----------
+    n, seed, offset : int
+        As in :func:`philox_dropout_bytes`.
+    threshold : int
+        :math:`t`, :math:`0 \le t < 2^{32}`; dropout with drop probability :math:`p` uses
+        :math:`t = \operatorname{round}(p\,2^{32})`, so that :math:`P(\text{keep}) = 1 - t/2^{32}`.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+    """
+    if not 0 <= threshold < 1 << 32:
+        raise ValueError(f"threshold must be an integer in [0, 2**32), but got {threshold!r}")
+    return philox_dropout_words(n, seed, offset) >= np.uint32(threshold)
+
+
+def philox_bytes_consumed(words: np.ndarray, threshold: int) -> np.ndarray:
+    r"""Bytes the byte-first rule reads to decide :math:`W_i \ge t`, per element (1 to 4).
+
+    The rule reads level :math:`\ell + 1` only while the bytes of levels :math:`0..\ell`
+    equal the threshold's and the threshold's remaining bytes are not all zero (if they are,
+    :math:`W_i \ge t` whatever follows). The mean over uniform words is
+    :math:`\sum_{\ell=0}^{3} 2^{-8\ell} \approx 1.004` bytes, about 8.03 bits.
+
+    Parameters
+    ----------
+    words : numpy.ndarray of uint32
+        :math:`W_i`, for example from :func:`philox_dropout_words`.
+    threshold : int
+        :math:`t`, :math:`0 \le t < 2^{32}`.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, same shape as ``words``
+    """
+    words = np.asarray(words, dtype=np.uint32)
+    consumed = np.ones(words.shape, dtype=np.uint8)
+    undecided = np.ones(words.shape, dtype=bool)
+    for level in range(1, DROPOUT_LEVELS):
+        shift = 32 - 8 * level  # the bits below the first `level` bytes
+        undecided &= (words >> np.uint32(shift)) == (threshold >> shift)
+        if threshold & ((1 << shift) - 1) == 0:
+            break
+        consumed += undecided
+    return consumed

@@ -1,12 +1,13 @@
 r"""Mask-free (seeded) dropout on the GPU, written in Triton.
 
 :func:`seeded_dropout_forward` and :func:`seeded_dropout_backward` regenerate the keep mask
-from ``(seed, offset)`` with Philox4x32-10 (``tl.randint4x``), using all four 32-bit words
-of every Philox call, so nothing but two integers is kept between the passes. Element
-:math:`i` is kept when word :math:`i \bmod 4` of counter
-:math:`(\lfloor i/4\rfloor, \text{offset}, 0, 0)` is at least
-:math:`\operatorname{round}(p\,2^{32})`;
-:func:`dropoutlib.numpy.philox.philox_keep_words` computes the same words in NumPy.
+from ``(seed, offset)`` with Philox4x32-10 (``tl.philox`` on explicit uint32 counters), so
+nothing but two integers is kept between the passes. Each Philox call serves 16 elements, a
+byte each: element :math:`i` compares its byte with the top byte of
+:math:`t = \operatorname{round}(p\,2^{32})` and reads further bytes, from disjoint counters,
+only on a tie, so that it is kept exactly when its uniform 32-bit word is at least :math:`t`
+(:math:`P(\text{keep}) = 1 - t/2^{32}`).
+:func:`dropoutlib.numpy.philox.philox_keep_mask` computes the same mask in NumPy.
 
 Triton is an optional dependency (``pip install dropoutlib[triton]``). Importing this package
 imports Triton; nothing else in the library does. Without a GPU the kernels run on CPU

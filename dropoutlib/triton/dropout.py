@@ -1,10 +1,32 @@
-r"""Seeded dropout kernels: one Philox4x32-10 call per four elements, no mask in memory.
+r"""Seeded dropout kernels: a byte per element, 16 elements per Philox4x32-10 call, no mask kept.
 
 The forward pass computes :math:`y_i = x_i\, m_i\, c` with :math:`c = 1/(1-p)` and the
 backward pass :math:`\partial L/\partial x_i = g_i\, m_i\, c`: the same element-wise map,
-so one kernel serves both. The mask :math:`m` is never stored: each program recomputes
-its words from ``(seed, offset)``, reading only :math:`x` (or :math:`g`) and writing only
-the result, 8 bytes per float32 element, the traffic of a copy.
+so one kernel serves both. The mask :math:`m` is never stored: each program recomputes it
+from ``(seed, offset)``, reading only :math:`x` (or :math:`g`) and writing only the result,
+the traffic of a copy.
+
+**The mask, byte first.** Element :math:`i = 16g + 4j + b` compares the byte
+:math:`B_i^{(0)}` (byte :math:`b` of word :math:`j` of the Philox call on counter
+:math:`(g, \text{offset}, 0, 0)`) with the top byte of :math:`t = \operatorname{round}(p\,2^{32})`.
+It is kept if the byte is larger, dropped if smaller; on a tie (probability :math:`2^{-8}`) it
+reads its byte of level 1, counter :math:`(g, \text{offset}, 1, 0)`, against the next byte of
+:math:`t`, and so on down to level 3; four equal bytes mean :math:`W_i = t`, kept. This decides
+:math:`W_i \ge t` for the word :math:`W_i` of
+:func:`dropoutlib.numpy.philox.philox_dropout_words`, so :math:`P(\text{keep}) = 1 - t/2^{32}`
+exactly. The level is counter word :math:`c_2` and the stream is :math:`c_1`, so no two
+(offset, level) pairs share a counter.
+
+**Laziness is per program.** Triton computes on whole blocks, so a program computes level
+:math:`\ell` for all its groups when any of its elements is still undecided (nearly always for
+level 1 at large blocks, rarely for levels 2 and 3), and never when the threshold's remaining
+bytes are zero (then every tie is a keep: :math:`p = 1/2` never refines).
+
+**Counters are uint32.** The kernel calls ``tl.philox`` with four explicit uint32 counter words.
+Triton picks the Philox variant from the counters' width, and some releases turned a uint64
+counter given to ``tl.randint4x`` into Philox4x64: a different, silently wrong mask. A
+``tl.static_assert`` and a word-for-word test against :func:`dropoutlib.numpy.philox.philox4x32`
+hold the width.
 """
 
 from __future__ import annotations
@@ -16,46 +38,119 @@ import triton.language as tl
 
 from dropoutlib._validation import check_probability
 from dropoutlib.numpy.functional import _drop_threshold, inverted_scale
+from dropoutlib.numpy.philox import check_seed_offset
 
 __all__ = ["DEFAULT_BLOCK", "seeded_dropout_backward", "seeded_dropout_forward", "seeded_keep_mask"]
 
-#: Philox calls per program; each program handles ``4 * DEFAULT_BLOCK`` elements.
-DEFAULT_BLOCK = 512
+#: Philox calls (groups of 16 elements) per program; a program handles ``16 * block`` elements.
+DEFAULT_BLOCK = 128
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_MAX_NUMEL = (1 << 31) - 1  # int32 indexing in the kernel
+_MAX_NUMEL = 1 << 35  # groups below 2**31: int32 group arithmetic; uint32 counter word c0
+_NOT_SPECIALIZED = [
+    "seed",
+    "offset",
+    "threshold",
+]  # no recompilation per value (1, multiples of 16)
 
 
 @triton.jit
-def _keep_words(seed, offset, pid, BLOCK: tl.constexpr):
-    """The 4 * BLOCK random words of program ``pid``, in element order."""
+def _spread4(a0, a1, a2, a3):
+    """``[a0[0], a1[0], a2[0], a3[0], a0[1], ...]``: four blocks interleaved (thread-local)."""
+    return tl.interleave(tl.interleave(a0, a2), tl.interleave(a1, a3))
+
+
+@triton.jit
+def _level_bytes(seed, groups, offset, level):
+    """Byte of level ``level`` of each of the ``16 * len(groups)`` elements, element order."""
+    c0 = groups.to(tl.uint32)
+    c1 = (c0 * 0 + offset).to(tl.uint32)
+    c2 = (c0 * 0 + level).to(tl.uint32)
+    c3 = c0 * 0
+    tl.static_assert(c0.dtype == tl.uint32, "Philox4x32 needs uint32 counters")
+    tl.static_assert(c1.dtype == tl.uint32 and c2.dtype == tl.uint32 and c3.dtype == tl.uint32)
+    r0, r1, r2, r3 = tl.philox(seed, c0, c1, c2, c3)
+    words = _spread4(r0, r1, r2, r3)  # word j of group g at 4g + j
+    return _spread4(words & 0xFF, (words >> 8) & 0xFF, (words >> 16) & 0xFF, words >> 24)
+
+
+@triton.jit
+def _keep_block(seed, offset, threshold, pid, BLOCK: tl.constexpr, EXACT: tl.constexpr):
+    """Keep flags of the ``16 * BLOCK`` elements of program ``pid``: ``W >= t``, byte first."""
     groups = pid * BLOCK + tl.arange(0, BLOCK)
-    counter = groups.to(tl.uint64) | (offset.to(tl.uint64) << 32)  # (c0, c1) = (group, offset)
-    r0, r1, r2, r3 = tl.randint4x(seed, counter)
-    # element 4g + j gets word j of counter g: all 128 bits of every call are used
-    return tl.interleave(tl.interleave(r0, r2), tl.interleave(r1, r3))
+    t = threshold.to(tl.uint32)
+    top = _level_bytes(seed, groups, offset, 0)
+    keep = top > (t >> 24)
+    undecided = top == (t >> 24)
+    if EXACT:
+        for level in tl.static_range(1, 4):
+            rest = t & ((1 << (32 - 8 * level)) - 1)  # threshold bits below this level
+            # refine only if some element is still tied and the tie is not already a keep
+            pending = tl.max(undecided.to(tl.int32), axis=0) * (rest != 0).to(tl.int32)
+            if pending > 0:
+                level_bytes = _level_bytes(seed, groups, offset, level)
+                t_byte = (t >> (24 - 8 * level)) & 0xFF
+                keep = keep | (undecided & (level_bytes > t_byte))
+                undecided = undecided & (level_bytes == t_byte)
+    return keep | undecided  # four equal bytes (or an all-zero rest of t): W >= t
 
 
 @triton.jit
+def _element_index(pid, BLOCK: tl.constexpr, SPREAD_INDEX: tl.constexpr):
+    """Indices of program ``pid``'s elements (int64), laid out like :func:`_keep_block`'s flags."""
+    if SPREAD_INDEX:  # built by the same interleaves as the flags: no layout conversion needed
+        first = (pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)) * 16
+        quads = _spread4(first, first + 4, first + 8, first + 12)
+        index = _spread4(quads, quads + 1, quads + 2, quads + 3)
+    else:  # a plain range: contiguity known to the compiler (vectorised loads)
+        index = pid.to(tl.int64) * (16 * BLOCK) + tl.arange(0, 16 * BLOCK)
+    return index
+
+
+@triton.jit(do_not_specialize=_NOT_SPECIALIZED)
 def _seeded_dropout_kernel(
-    src_ptr, out_ptr, n, seed, offset, threshold, scale, BLOCK: tl.constexpr
+    src_ptr,
+    out_ptr,
+    n,
+    seed,
+    offset,
+    threshold,
+    scale,
+    BLOCK: tl.constexpr,
+    EXACT: tl.constexpr,
+    SPREAD_INDEX: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    words = _keep_words(seed, offset, pid, BLOCK)
-    index = pid * (4 * BLOCK) + tl.arange(0, 4 * BLOCK)
+    keep = _keep_block(seed, offset, threshold, pid, BLOCK, EXACT)
+    index = _element_index(pid, BLOCK, SPREAD_INDEX)
     inside = index < n
     src = tl.load(src_ptr + index, mask=inside).to(tl.float32)
-    keep = (words >= threshold.to(tl.uint32)).to(tl.float32)
-    out = src * keep * scale  # (x * m) * c, as torch and dropoutlib.numpy compute it
+    out = src * keep.to(tl.float32) * scale  # (x * m) * c, as torch and dropoutlib.numpy
     tl.store(out_ptr + index, out.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_NOT_SPECIALIZED)
 def _keep_mask_kernel(mask_ptr, n, seed, offset, threshold, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
-    words = _keep_words(seed, offset, pid, BLOCK)
-    index = pid * (4 * BLOCK) + tl.arange(0, 4 * BLOCK)
-    keep = (words >= threshold.to(tl.uint32)).to(tl.int8)
-    tl.store(mask_ptr + index, keep, mask=index < n)
+    keep = _keep_block(seed, offset, threshold, pid, BLOCK, True)
+    index = _element_index(pid, BLOCK, False)
+    tl.store(mask_ptr + index, keep.to(tl.int8), mask=index < n)
+
+
+@triton.jit(do_not_specialize=_NOT_SPECIALIZED)
+def _philox_words_kernel(out_ptr, n_groups, seed, offset, level, BLOCK: tl.constexpr):
+    """Raw words of counters ``(g, offset, level, 0)``: row ``g`` of an ``(n_groups, 4)`` array."""
+    groups = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    c0 = groups.to(tl.uint32)
+    zero = c0 * 0
+    r0, r1, r2, r3 = tl.philox(
+        seed, c0, (zero + offset).to(tl.uint32), (zero + level).to(tl.uint32), zero
+    )
+    inside = groups < n_groups
+    row = out_ptr + groups.to(tl.int64) * 4
+    tl.store(row + 0, r0.to(tl.int32, bitcast=True), mask=inside)
+    tl.store(row + 1, r1.to(tl.int32, bitcast=True), mask=inside)
+    tl.store(row + 2, r2.to(tl.int32, bitcast=True), mask=inside)
+    tl.store(row + 3, r3.to(tl.int32, bitcast=True), mask=inside)
 
 
 def _check_interpreter(t: torch.Tensor) -> None:
@@ -66,20 +161,29 @@ def _check_interpreter(t: torch.Tensor) -> None:
         )
 
 
-def _check_seed(seed: int, offset: int) -> None:
-    if not 0 <= seed < 1 << 64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), but got {seed!r}")
-    if not 0 <= offset < 1 << 32:
-        raise ValueError(f"offset must be an integer in [0, 2**32), but got {offset!r}")
+def _check_block(block: int) -> None:
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1 or block & (block - 1):
+        raise ValueError(f"block must be a power of two, but got {block!r}")
 
 
-def _launch(src: torch.Tensor, p: float, seed: int, offset: int, block: int) -> torch.Tensor:
+def _launch(
+    src: torch.Tensor,
+    p: float,
+    seed: int,
+    offset: int,
+    block: int,
+    *,
+    exact: bool = True,
+    spread_index: bool = False,
+    num_warps: int | None = None,
+) -> torch.Tensor:
     p = check_probability(p)
-    _check_seed(seed, offset)
-    if src.dtype not in _DTYPES:
-        raise TypeError(f"expected float32, float16 or bfloat16, but got {src.dtype}")
+    seed, offset = check_seed_offset(seed, offset, offset_bits=32)
+    _check_block(block)
+    if not isinstance(src, torch.Tensor) or src.dtype not in _DTYPES:
+        raise TypeError(f"expected a float32, float16 or bfloat16 tensor, but got {src!r:.60}")
     if src.numel() > _MAX_NUMEL:
-        raise ValueError(f"at most 2**31 - 1 elements are supported, got {src.numel()}")
+        raise ValueError(f"at most 2**35 elements are supported, got {src.numel()}")
     if p == 1.0:
         return torch.zeros_like(src, memory_format=torch.contiguous_format)
     if p == 0.0:
@@ -88,10 +192,15 @@ def _launch(src: torch.Tensor, p: float, seed: int, offset: int, block: int) -> 
     src = src.contiguous()
     out = torch.empty_like(src)
     n = src.numel()
-    grid = (triton.cdiv(n, 4 * block),)
+    if n == 0:
+        return out
+    grid = (triton.cdiv(n, 16 * block),)
     threshold = int(_drop_threshold(p))
     scale = float(inverted_scale(p, np.float32))  # fl(1 / fl(1 - p)), as torch rounds it
-    _seeded_dropout_kernel[grid](src, out, n, seed, offset, threshold, scale, block)
+    options = {} if num_warps is None else {"num_warps": num_warps}
+    _seeded_dropout_kernel[grid](
+        src, out, n, seed, offset, threshold, scale, block, exact, spread_index, **options
+    )
     return out
 
 
@@ -106,7 +215,8 @@ def seeded_dropout_forward(
         float32, float16 or bfloat16, any shape (made contiguous), CUDA or, under the
         interpreter, CPU. The product is computed in float32 and rounded to ``x.dtype``.
     p : float
-        Drop probability.
+        Drop probability; the keep probability is exactly :math:`1 - t/2^{32}` with
+        :math:`t = \operatorname{round}(p\,2^{32})`.
     seed : int
         Philox key, :math:`0 \le \text{seed} < 2^{64}`.
     offset : int, default 0
@@ -135,11 +245,29 @@ def seeded_keep_mask(
 ) -> torch.Tensor:
     """The bool keep mask of ``(seed, offset)`` for ``n`` elements (for checks and stored modes)."""
     p = check_probability(p)
-    _check_seed(seed, offset)
+    seed, offset = check_seed_offset(seed, offset, offset_bits=32)
+    _check_block(block)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= _MAX_NUMEL:
+        raise ValueError(f"n must be an integer in [0, 2**35], but got {n!r}")
     mask = torch.empty(n, dtype=torch.int8, device=device)
-    if p in (0.0, 1.0):
+    if p in (0.0, 1.0) or n == 0:
         return mask.fill_(int(p == 0.0)).bool()
     _check_interpreter(mask)
-    grid = (triton.cdiv(n, 4 * block),)
+    grid = (triton.cdiv(n, 16 * block),)
     _keep_mask_kernel[grid](mask, n, seed, offset, int(_drop_threshold(p)), block)
     return mask.bool()
+
+
+def _philox_words(
+    n_groups: int, seed: int, offset: int, level: int, *, device: str | torch.device = "cuda"
+) -> np.ndarray:
+    """The kernel's raw Philox words for counters ``(g, offset, level, 0)``, shape (n_groups, 4).
+
+    For tests: compared word for word with :func:`dropoutlib.numpy.philox.philox4x32`.
+    """
+    seed, offset = check_seed_offset(seed, offset, offset_bits=32)
+    out = torch.zeros((n_groups, 4), dtype=torch.int32, device=device)
+    _check_interpreter(out)
+    block = 64
+    _philox_words_kernel[(triton.cdiv(n_groups, block),)](out, n_groups, seed, offset, level, block)
+    return out.cpu().numpy().view(np.uint32)
