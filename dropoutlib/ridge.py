@@ -178,8 +178,9 @@ def dropout_sgd(
 
     Each step draws :math:`M_B` for the minibatch and descends the mean squared loss
     :math:`\frac1{|B|}\|y_B - c\,(M_B \odot X_B) w\|^2`. The stochastic gradient is linear in
-    :math:`w` with expectation :math:`\frac{2}{N}` times the gradient of the expected loss
-    :func:`expected_dropout_loss`, so the average of the iterates converges to
+    :math:`w` with expectation :math:`\frac{1}{N}` times the gradient of the expected loss
+    :func:`expected_dropout_loss` (a sum over the :math:`N` rows: the factor 2 from the square
+    appears in both gradients), so the average of the iterates converges to
     :func:`dropout_ridge_solution` (averaging removes the fluctuation of constant-step SGD).
     """
     X, y = _check_regression(X, y)
