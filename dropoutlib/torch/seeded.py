@@ -17,6 +17,8 @@ counter-based generator at ``(seed, offset)``:
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ import torch
 
 from dropoutlib.numpy.functional import inverted_scale
 from dropoutlib.numpy.memory import SeededMask, _apply_seeded
+from dropoutlib.numpy.philox import check_seed_offset
 
 __all__ = [
     "SeededDropoutFunction",
@@ -68,15 +71,22 @@ class SeededDropoutFunction(torch.autograd.Function):
         return grad_input, None, None, None
 
 
-def _check(x: torch.Tensor, p: float, seed: int, offset: int) -> float:
+def _check_p(p: object) -> float:
+    """``p`` as a float in [0, 1]; never a string, a bool or NaN (PyTorch's range message)."""
+    if isinstance(p, bool | np.bool_) or not isinstance(p, numbers.Real):
+        raise TypeError(
+            f"dropout probability must be a real number, but got {p!r} of type {type(p).__name__}"
+        )
+    value = float(p)
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {value}")
+    return value
+
+
+def _check(x: torch.Tensor, p: object, seed: object, offset: object) -> tuple[float, int, int]:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, but got {type(x).__name__}")
-    p = float(p)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    if not 0 <= seed < 1 << 64 or not 0 <= offset < 1 << 64:
-        raise ValueError(f"seed and offset must lie in [0, 2**64), got {seed}, {offset}")
-    return p
+    return (_check_p(p), *check_seed_offset(seed, offset))
 
 
 def seeded_dropout(
@@ -96,7 +106,7 @@ def seeded_dropout(
     training : bool, default True
         In evaluation the input is returned unchanged, as by ``torch.nn.functional.dropout``.
     """
-    p = _check(x, p, seed, offset)
+    p, seed, offset = _check(x, p, seed, offset)
     if not training:
         return x
     return SeededDropoutFunction.apply(x, p, seed, offset)
@@ -106,12 +116,15 @@ def seeded_keep_mask(
     shape: tuple[int, ...], p: float, *, seed: int, offset: int = 0, device: str = "cpu"
 ) -> torch.Tensor:
     """The bool keep mask that :func:`seeded_dropout` uses for ``(seed, offset)``."""
+    p = _check_p(p)
+    seed, offset = check_seed_offset(seed, offset)
+    shape = torch.Size(shape)  # TypeError for anything that is not a sequence of ints
     if torch.device(device).type == "cuda":
         from dropoutlib.triton import seeded_keep_mask as triton_mask
 
         n = int(np.prod(shape, dtype=np.int64))
         return triton_mask(n, p, seed, offset, device=device).reshape(shape)
-    return torch.from_numpy(SeededMask(seed, offset, tuple(shape), float(p)).keep_mask())
+    return torch.from_numpy(SeededMask(seed, offset, tuple(shape), p).keep_mask())
 
 
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
@@ -150,7 +163,10 @@ def _masked(t: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
     out = t * mask
     if p == 0.0:
         return out
-    return out * float(inverted_scale(p, np.dtype(str(t.dtype).removeprefix("torch."))))
+    scale = float(inverted_scale(p, np.dtype(str(t.dtype).removeprefix("torch."))))
+    if math.isinf(scale):  # float16, 1/(1-p) > 65504: scale kept entries only (0 * inf is NaN)
+        return torch.where(mask, out * scale, out)
+    return out * scale
 
 
 def stored_dropout(
@@ -161,7 +177,7 @@ def stored_dropout(
     Same mask, same arithmetic, same output and gradient as :func:`seeded_dropout`; only the
     saved state differs (``mask.numel()`` bytes, or a eighth of that).
     """
-    p = _check(x, p, seed, offset)
+    p, seed, offset = _check(x, p, seed, offset)
     if storage not in ("bool", "packed"):
         raise ValueError(f"storage must be 'bool' or 'packed', but got {storage!r}")
     mask = seeded_keep_mask(tuple(x.shape), p, seed=seed, offset=offset, device=str(x.device))
