@@ -32,10 +32,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dropoutlib._torch_messages import FEATURE_RANK_ERROR
 from dropoutlib.numpy.torch_rng import SELU_ALPHA_TIMES_SCALE
 
-__all__ = ["SELU_ALPHA_TIMES_SCALE", "aten_dropout", "parse_vf_args"]
+__all__ = [
+    "SELU_ALPHA_TIMES_SCALE",
+    "aten_dropout",
+    "dropout_impl",
+    "format_double",
+    "parse_vf_args",
+]
 
 
 def _tp_name(obj: object) -> str:
@@ -76,17 +81,56 @@ def parse_vf_args(op: str, input: object, p: object, train: object) -> float:
     return float(p)  # type: ignore[arg-type]
 
 
+def format_double(p: float) -> str:
+    """``p`` as C++'s ``std::ostream << double`` prints it in ATen's messages (``%g``, ``-nan``)."""
+    if p != p and math.copysign(1.0, p) < 0.0:  # glibc prints the sign of a NaN; Python does not
+        return "-nan"
+    return f"{p:g}"
+
+
 def _feature_noise_shape(input: Tensor) -> list[int]:
     """``make_feature_noise``: one draw per (sample, channel), ``(N, C, 1, ..., 1)``."""
-    if input.dim() < 2:
-        raise RuntimeError(FEATURE_RANK_ERROR)
-    return [input.size(0), input.size(1)] + [1] * (input.dim() - 2)
+    sizes = input.shape
+    if len(sizes) < 2:  # FEATURE_RANK_ERROR, spelled out: TorchScript cannot read a global str
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+    return [sizes[0], sizes[1]] + [1] * (len(sizes) - 2)
 
 
 def _fused_kernel_acceptable(input: Tensor, p: float) -> bool:
     """ATen's ``is_fused_kernel_acceptable``: GPU-like device, 0 < p < 1, non-empty."""
     fused_devices = ("cuda", "xpu", "lazy", torch._C._get_privateuse1_backend_name())
     return input.device.type in fused_devices and 0.0 < p < 1.0 and input.numel() > 0
+
+
+def dropout_impl(
+    input: Tensor, p: float, train: bool, feature: bool, alpha: bool, inplace: bool
+) -> Tensor:
+    """The body of ``_dropout_impl<feature, alpha, inplace>`` for a ``p`` already in [0, 1].
+
+    The ops themselves, without argument checks: :func:`aten_dropout` (eager) and the
+    TorchScript forwards of :mod:`dropoutlib.torch.modules` check ``p`` and then call this, so
+    eager, scripted and compiled code run one recipe. Written in the TorchScript subset.
+    """
+    if p == 0.0 or not train or input.numel() == 0:
+        return input
+    if p == 1.0:  # x * 0: keeps -0.0 and NaN semantics, uses no random numbers
+        zero = torch.zeros((), dtype=input.dtype, device=input.device)
+        return input.mul_(zero) if inplace else input.mul(zero)
+    if feature:
+        noise = input.new_empty(_feature_noise_shape(input))
+    else:
+        noise = torch.empty_like(input)
+    q = 1.0 - p
+    noise.bernoulli_(q)  # keep probability; two MT19937 words per element on CPU
+    if alpha:
+        selu = 1.7580993408473766  # SELU_ALPHA_TIMES_SCALE (TorchScript cannot read a global)
+        a = 1.0 / math.sqrt((selu**2 * p + 1.0) * q)
+        scaled = selu * a
+        b = noise.add(-1).mul_(scaled).add_(scaled * p)
+        noise.mul_(a)
+        return input.mul_(noise).add_(b) if inplace else input.mul(noise).add_(b)
+    noise.div_(q)
+    return input.mul_(noise) if inplace else input.mul(noise)
 
 
 def aten_dropout(
@@ -117,27 +161,17 @@ def aten_dropout(
     Tensor
         ``input`` itself when nothing is dropped (``p == 0``, eval, empty) or when ``inplace``;
         otherwise a new tensor.
+
+    Raises
+    ------
+    RuntimeError
+        ``p`` outside [0, 1] or NaN, with ATen's text (a negative NaN prints as ``-nan``).
     """
     plain = not (feature or alpha or inplace)  # ATen's ``dropout``, the only op with a fused path
     if plain and (input.is_nested or (train and _fused_kernel_acceptable(input, p))):
         return torch.native_dropout(input, p, train)[0]  # never taken for dense CPU tensors
     if not (0.0 <= p <= 1.0):  # NaN fails too; the Python layer catches the rest first
-        raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p:g}")
-    if p == 0.0 or not train or input.numel() == 0:
-        return input
-    if p == 1.0:  # x * 0: keeps -0.0 and NaN semantics, uses no random numbers
-        zero = torch.zeros((), dtype=input.dtype, device=input.device)
-        return input.mul_(zero) if inplace else input.mul(zero)
-    if feature:
-        noise = input.new_empty(_feature_noise_shape(input))
-    else:
-        noise = torch.empty_like(input)
-    noise.bernoulli_(1.0 - p)  # keep probability; two MT19937 words per element on CPU
-    if alpha:
-        a = 1.0 / math.sqrt((SELU_ALPHA_TIMES_SCALE**2 * p + 1.0) * (1.0 - p))
-        scaled = SELU_ALPHA_TIMES_SCALE * a
-        b = noise.add(-1).mul_(scaled).add_(scaled * p)
-        noise.mul_(a)
-        return input.mul_(noise).add_(b) if inplace else input.mul(noise).add_(b)
-    noise.div_(1.0 - p)
-    return input.mul_(noise) if inplace else input.mul(noise)
+        raise RuntimeError(
+            f"dropout probability has to be between 0 and 1, but got {format_double(p)}"
+        )
+    return dropout_impl(input, p, train, feature, alpha, inplace)

@@ -6,6 +6,14 @@ and then runs :func:`dropoutlib.torch._aten.aten_dropout`, the op-for-op copy of
 recipe. With the same ``torch.manual_seed`` the outputs, gradients and generator state are
 bit-identical to torch's on CPU.
 
+**Fast path.** The common call (a plain ``torch.Tensor``, a Python ``float`` ``p`` in [0, 1], a
+``bool`` ``training``, and a rank that needs no warning or unsqueeze) goes straight to
+:func:`~dropoutlib.torch._aten.dropout_impl`: every check it skips is one that such a call
+passes, so results, errors and warnings are those of the full path, which any other call takes.
+
+**torch.compile.** The warnings are issued by :func:`_warn`, which ``torch.compile`` runs while
+tracing (as it runs torch's own functionals), so ``fullgraph=True`` compiles where they warn.
+
 ``p`` is the **drop** probability; a kept element is scaled by :math:`1/(1-p)`, so
 :math:`\mathbb{E}[y] = x`. ``alpha_dropout`` and ``feature_alpha_dropout`` default to
 ``training=False``, exactly as torch's do: called with defaults they are the identity.
@@ -24,7 +32,7 @@ from dropoutlib._torch_messages import (
     DROPOUT2D_RANK_WARNING,
     DROPOUT3D_RANK_WARNING,
 )
-from dropoutlib.torch._aten import aten_dropout, parse_vf_args
+from dropoutlib.torch._aten import aten_dropout, dropout_impl, parse_vf_args
 
 __all__ = [
     "alpha_dropout",
@@ -34,6 +42,19 @@ __all__ = [
     "dropout3d",
     "feature_alpha_dropout",
 ]
+
+
+def _warn(message: str) -> None:
+    """``warnings.warn(message)`` attributed to the caller of the public functional.
+
+    Marked as ``torch.compiler.assume_constant_result`` marks a function (without importing
+    ``torch._dynamo``, 1.4 s): Dynamo then calls it once while tracing instead of breaking the
+    graph, which is when torch's own functionals warn under ``torch.compile``.
+    """
+    warnings.warn(message, stacklevel=3)
+
+
+_warn._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def _check_p(p: float) -> None:
@@ -83,6 +104,9 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         return handle_torch_function(
             dropout, (input,), input, p=p, training=training, inplace=inplace
         )
+    if type(p) is float and type(training) is bool and type(input) is Tensor and 0.0 <= p <= 1.0:
+        if inplace or not (input.is_nested or (training and not input.is_cpu)):  # no fused kernel
+            return dropout_impl(input, p, training, False, False, inplace)
     _check_p(p)
     return _vf("dropout", input, p, training, inplace)
 
@@ -102,6 +126,8 @@ def alpha_dropout(
         return handle_torch_function(
             alpha_dropout, (input,), input, p=p, training=training, inplace=inplace
         )
+    if type(p) is float and type(training) is bool and type(input) is Tensor and 0.0 <= p <= 1.0:
+        return dropout_impl(input, p, training, False, True, inplace)
     _check_p(p)
     return _vf("alpha_dropout", input, p, training, inplace, alpha=True)
 
@@ -119,6 +145,14 @@ def dropout1d(
         return handle_torch_function(
             dropout1d, (input,), input, p=p, training=training, inplace=inplace
         )
+    if (
+        type(p) is float
+        and type(training) is bool
+        and type(input) is Tensor
+        and 0.0 <= p <= 1.0
+        and input.dim() == 3
+    ):
+        return dropout_impl(input, p, training, True, False, inplace)
     _check_p(p)
     inp_dim = input.dim()
     if inp_dim not in (2, 3):
@@ -140,12 +174,20 @@ def dropout2d(
         return handle_torch_function(
             dropout2d, (input,), input, p=p, training=training, inplace=inplace
         )
+    if (
+        type(p) is float
+        and type(training) is bool
+        and type(input) is Tensor
+        and 0.0 <= p <= 1.0
+        and input.dim() == 4
+    ):
+        return dropout_impl(input, p, training, True, False, inplace)
     _check_p(p)
     inp_dim = input.dim()
     if inp_dim not in (3, 4):
-        warnings.warn(DROPOUT2D_RANK_WARNING.format(k=inp_dim), stacklevel=2)
+        _warn(DROPOUT2D_RANK_WARNING.format(k=inp_dim))
     if inp_dim == 3:
-        warnings.warn(DROPOUT2D_3D_INPUT_WARNING, stacklevel=2)
+        _warn(DROPOUT2D_3D_INPUT_WARNING)
     return _vf("feature_dropout", input, p, training, inplace)
 
 
@@ -162,10 +204,18 @@ def dropout3d(
         return handle_torch_function(
             dropout3d, (input,), input, p=p, training=training, inplace=inplace
         )
+    if (
+        type(p) is float
+        and type(training) is bool
+        and type(input) is Tensor
+        and 0.0 <= p <= 1.0
+        and input.dim() == 5
+    ):
+        return dropout_impl(input, p, training, True, False, inplace)
     _check_p(p)
     inp_dim = input.dim()
     if inp_dim not in (4, 5):
-        warnings.warn(DROPOUT3D_RANK_WARNING.format(k=inp_dim), stacklevel=2)
+        _warn(DROPOUT3D_RANK_WARNING.format(k=inp_dim))
     return _feature_nd(input, p, training, inplace, batched=inp_dim == 5)
 
 
@@ -181,5 +231,7 @@ def feature_alpha_dropout(
         return handle_torch_function(
             feature_alpha_dropout, (input,), input, p=p, training=training, inplace=inplace
         )
+    if type(p) is float and type(training) is bool and type(input) is Tensor and 0.0 <= p <= 1.0:
+        return dropout_impl(input, p, training, True, True, inplace)
     _check_p(p)
     return _vf("feature_alpha_dropout", input, p, training, inplace, alpha=True)

@@ -18,7 +18,8 @@ __all__ = ["GaussianDropout", "gaussian_dropout"]
 
 
 def _check_p(p: float) -> float:
-    if p < 0 or p >= 1:
+    """``ValueError`` unless :math:`0 \\le p < 1`; NaN fails too (it compares false to both)."""
+    if not (0 <= p < 1):
         raise ValueError(
             f"Gaussian dropout probability has to be in [0, 1) (the noise variance p/(1-p) "
             f"is infinite at p = 1), but got {p}"

@@ -5,16 +5,37 @@ base class ``_DropoutNd`` validates and stores ``p`` and ``inplace`` (unconverte
 ``Dropout(1)`` prints ``p=1``) and each layer's ``forward`` passes ``self.training`` to its
 functional. ``AlphaDropout`` and ``FeatureAlphaDropout`` accept ``inplace`` but, like torch's,
 never pass it on: they always return a new tensor.
+
+Two tracers see these layers as they see torch's:
+
+- ``torch.fx.symbolic_trace`` keeps torch's own layers as leaf modules (one ``call_module``
+  node), so ``.eval()`` on the traced graph still switches dropout off. Its ``is_leaf_module``
+  recognises only classes defined under ``torch.nn``; our ``forward`` therefore emits that
+  ``call_module`` node itself when it receives an ``fx.Proxy`` instead of baking
+  ``training=True`` into the graph.
+- ``torch.jit.script`` compiles ``forward``'s scripting branch, which checks ``p`` as torch's
+  scripted functionals do and runs the same ATen recipe
+  (:func:`~dropoutlib.torch._aten.dropout_impl`) as eager code.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
+import torch
+import torch.fx
 from torch import Tensor
 from torch.nn import Module
 
+from dropoutlib._torch_messages import (
+    DROPOUT1D_RANK_ERROR,
+    DROPOUT2D_3D_INPUT_WARNING,
+    DROPOUT2D_RANK_WARNING,
+    DROPOUT3D_RANK_WARNING,
+)
 from dropoutlib.torch import functional as F
+from dropoutlib.torch._aten import dropout_impl
 
 __all__ = [
     "AlphaDropout",
@@ -24,6 +45,32 @@ __all__ = [
     "Dropout3d",
     "FeatureAlphaDropout",
 ]
+
+
+def _fx_leaf(module: Module, input: torch.fx.Proxy) -> torch.fx.Proxy:
+    """Record ``module(input)`` as one ``call_module`` node, as fx does for a leaf module."""
+    tracer = input.tracer
+    return tracer.create_proxy("call_module", tracer.path_of_module(module), (input,), {})
+
+
+def _script_check_p(p: float) -> None:
+    """Torch's two checks of ``p`` in TorchScript: Python's ``ValueError``, ATen's for NaN."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not (p >= 0.0 and p <= 1.0):
+        raise RuntimeError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _script_feature_nd(
+    input: Tensor, p: float, training: bool, inplace: bool, batched: bool
+) -> Tensor:
+    """TorchScript twin of :func:`dropoutlib.torch.functional._feature_nd`."""
+    if not batched:
+        input = input.unsqueeze_(0) if inplace else input.unsqueeze(0)
+    result = dropout_impl(input, p, training, True, False, inplace)
+    if not batched:
+        result = result.squeeze_(0) if inplace else result.squeeze(0)
+    return result
 
 
 class _DropoutNd(Module):
@@ -54,6 +101,11 @@ class Dropout(_DropoutNd):
     """
 
     def forward(self, input: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            _script_check_p(self.p)
+            return dropout_impl(input, self.p, self.training, False, False, self.inplace)
+        if isinstance(input, torch.fx.Proxy):
+            return _fx_leaf(self, input)
         return F.dropout(input, self.p, self.training, self.inplace)
 
 
@@ -63,7 +115,18 @@ class Dropout1d(_DropoutNd):
     Drop-in for :class:`torch.nn.Dropout1d`; other ranks raise ``RuntimeError``.
     """
 
+    __constants__: ClassVar[list[str]] = ["p", "inplace", "_rank_message"]
+    _rank_message: ClassVar[str] = DROPOUT1D_RANK_ERROR  # TorchScript reads constants, not globals
+
     def forward(self, input: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            _script_check_p(self.p)
+            inp_dim = input.dim()
+            if inp_dim != 2 and inp_dim != 3:
+                raise RuntimeError(self._rank_message.replace("{k}", str(inp_dim)))
+            return _script_feature_nd(input, self.p, self.training, self.inplace, inp_dim == 3)
+        if isinstance(input, torch.fx.Proxy):
+            return _fx_leaf(self, input)
         return F.dropout1d(input, self.p, self.training, self.inplace)
 
 
@@ -73,7 +136,21 @@ class Dropout2d(_DropoutNd):
     A 3-D input is read as ``(N, C, L)`` with a warning, as torch does (pytorch#77081).
     """
 
+    __constants__: ClassVar[list[str]] = ["p", "inplace", "_rank_message", "_input_3d_message"]
+    _rank_message: ClassVar[str] = DROPOUT2D_RANK_WARNING
+    _input_3d_message: ClassVar[str] = DROPOUT2D_3D_INPUT_WARNING
+
     def forward(self, input: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            _script_check_p(self.p)
+            inp_dim = input.dim()
+            if inp_dim != 3 and inp_dim != 4:
+                warnings.warn(self._rank_message.replace("{k}", str(inp_dim)), stacklevel=2)
+            if inp_dim == 3:
+                warnings.warn(self._input_3d_message, stacklevel=2)
+            return dropout_impl(input, self.p, self.training, True, False, self.inplace)
+        if isinstance(input, torch.fx.Proxy):
+            return _fx_leaf(self, input)
         return F.dropout2d(input, self.p, self.training, self.inplace)
 
 
@@ -83,7 +160,18 @@ class Dropout3d(_DropoutNd):
     Drop-in for :class:`torch.nn.Dropout3d`; other ranks warn and are read as unbatched.
     """
 
+    __constants__: ClassVar[list[str]] = ["p", "inplace", "_rank_message"]
+    _rank_message: ClassVar[str] = DROPOUT3D_RANK_WARNING
+
     def forward(self, input: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            _script_check_p(self.p)
+            inp_dim = input.dim()
+            if inp_dim != 4 and inp_dim != 5:
+                warnings.warn(self._rank_message.replace("{k}", str(inp_dim)), stacklevel=2)
+            return _script_feature_nd(input, self.p, self.training, self.inplace, inp_dim == 5)
+        if isinstance(input, torch.fx.Proxy):
+            return _fx_leaf(self, input)
         return F.dropout3d(input, self.p, self.training, self.inplace)
 
 
@@ -96,6 +184,11 @@ class AlphaDropout(_DropoutNd):
     """
 
     def forward(self, input: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            _script_check_p(self.p)
+            return dropout_impl(input, self.p, self.training, False, True, False)
+        if isinstance(input, torch.fx.Proxy):
+            return _fx_leaf(self, input)
         return F.alpha_dropout(input, self.p, self.training)
 
 
@@ -106,4 +199,9 @@ class FeatureAlphaDropout(_DropoutNd):
     """
 
     def forward(self, input: Tensor) -> Tensor:
+        if torch.jit.is_scripting():
+            _script_check_p(self.p)
+            return dropout_impl(input, self.p, self.training, True, True, False)
+        if isinstance(input, torch.fx.Proxy):
+            return _fx_leaf(self, input)
         return F.feature_alpha_dropout(input, self.p, self.training)
