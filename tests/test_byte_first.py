@@ -25,9 +25,9 @@ import pytest
 from dropoutlib.numpy import bernoulli_mask, dropout
 from dropoutlib.numpy.functional import (
     _BLOCK,
-    _byte_first_block,
+    _byte_first_fill,
     _drop_threshold,
-    _reference_block,
+    _reference_fill,
     _threshold_bytes,
     random_bytes,
     reference_byte_first_mask,
@@ -67,7 +67,7 @@ class ScriptedBits:
         return (padded.reshape(n, 4) << np.array([0, 8, 16, 24], dtype=np.uint64)).sum(axis=1)
 
 
-def _kernel_on_words(words, t_digits, kernel=_byte_first_block) -> np.ndarray:
+def _kernel_on_words(words, t_digits, kernel=_byte_first_fill) -> np.ndarray:
     words = np.asarray(words, dtype=np.int64)
     mask = np.empty(len(words), dtype=bool)
     bits = ScriptedBits(words, t_digits)
@@ -82,11 +82,11 @@ def _kernel_on_words(words, t_digits, kernel=_byte_first_block) -> np.ndarray:
 @pytest.mark.parametrize(
     ("base", "k", "kernel"),
     [
-        (4, 4, _byte_first_block),
-        (16, 3, _byte_first_block),
-        (2, 6, _byte_first_block),
-        (4, 4, _reference_block),
-        (2, 6, _reference_block),
+        (4, 4, _byte_first_fill),
+        (16, 3, _byte_first_fill),
+        (2, 6, _byte_first_fill),
+        (4, 4, _reference_fill),
+        (2, 6, _reference_fill),
     ],
     ids=["fast-8=4x2", "fast-12=3x4", "fast-6=6x1", "loop-8=4x2", "loop-6=6x1"],
 )
@@ -161,7 +161,7 @@ def test_kernel_is_the_32_bit_comparison_on_words_full_of_ties(t):
     words = words[(words >= 0) & (words < 2**32)].astype(np.uint64)
     rng.shuffle(words)
     t_digits = tuple(t >> s & 0xFF for s in (24, 16, 8, 0))
-    for kernel in (_byte_first_block, _reference_block):
+    for kernel in (_byte_first_fill, _reference_fill):
         mask = _kernel_on_words(_word_bytes(words), t_digits, kernel)
         np.testing.assert_array_equal(mask, words >= t)
 

@@ -16,7 +16,6 @@ multiplies by the keep probability :math:`1 - p` at test time instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -46,7 +45,7 @@ def _check_scaling(scaling: object) -> str:
     return str(scaling)
 
 
-_BLOCK = 1 << 16  # elements per block: the random bytes of one block stay in L2 cache
+_BLOCK = 1 << 17  # elements per block (a multiple of 8): a block's bytes and mask stay in cache
 _WORD = 1 << 32
 
 #: Bit generators whose ``random_raw`` outputs are uniform 64-bit words (8 bytes each); every
@@ -129,40 +128,89 @@ def random_bytes(bit_generator: np.random.BitGenerator, count: int) -> np.ndarra
     return raw.astype("<u4").view(np.uint8)[:count]
 
 
-def _byte_first_block(
-    mask: np.ndarray, digits: tuple[np.uint8, ...], bit_generator: np.random.BitGenerator
-) -> None:
-    """Fill the flat boolean ``mask`` (one block) by the byte-first rule, vectorised.
+def _first_bytes(
+    mask: np.ndarray, start: int, digit: np.uint8, bit_generator: np.random.BitGenerator
+) -> np.ndarray:
+    """Round 0 for one block: ``mask = byte > digit``; return the tied indices (plus ``start``).
 
-    Round 0 draws one byte per element; round :math:`k` draws one byte for each element still
-    tied after round :math:`k-1`, in increasing index order. See :func:`bernoulli_mask`.
+    Blocks of :data:`_BLOCK` elements (a multiple of 8 bytes) read consecutive stretches of
+    the byte stream, exactly as one request for all the call's first bytes would.
     """
     drawn = random_bytes(bit_generator, mask.size)
-    np.greater(drawn, digits[0], out=mask)
-    tied = np.flatnonzero(drawn == digits[0])
+    np.greater(drawn, digit, out=mask)
+    tied = np.flatnonzero(drawn == digit)
+    if start:
+        tied += start
+    return tied
+
+
+def _refine_ties(
+    tied: np.ndarray, digits: tuple[np.uint8, ...], bit_generator: np.random.BitGenerator
+) -> np.ndarray:
+    """Rounds 1, 2, 3 for the elements tied on the first byte; return the indices kept.
+
+    Round :math:`k` draws one byte for each element still tied, in index order, and compares it
+    with byte :math:`k` of the threshold; a round is skipped when nothing is tied.
+    """
+    kept = []
     for digit in digits[1:]:
         if tied.size == 0:
-            return
+            break
         drawn = random_bytes(bit_generator, tied.size)
-        mask[tied] = drawn > digit
+        kept.append(tied[drawn > digit])
         tied = tied[drawn == digit]
-    mask[tied] = True  # all four bytes equal: the word equals t, and w >= t is kept
+    kept.append(tied)  # every byte equal: the word equals t, and w >= t is kept
+    return np.concatenate(kept)
 
 
-def _fill_keep_mask_blocks(mask: np.ndarray, p: float, rng: np.random.Generator) -> Iterator[slice]:
-    """Fill the flat boolean array ``mask`` with Bernoulli(1 - p) draws, one block at a time.
+def _byte_first_fill(
+    mask: np.ndarray, digits: tuple[np.uint8, ...], bit_generator: np.random.BitGenerator
+) -> None:
+    """Fill the flat boolean ``mask`` by the byte-first rule (the vectorised kernel)."""
+    tied = [
+        _first_bytes(mask[start : start + _BLOCK], start, digits[0], bit_generator)
+        for start in range(0, mask.size, _BLOCK)
+    ]
+    if tied:
+        mask[_refine_ties(np.concatenate(tied), digits, bit_generator)] = True
 
-    Blocks of ``_BLOCK`` elements are filled in order by the byte-first rule of
-    :func:`bernoulli_mask`; what a block consumes depends only on its size and the generator's
-    state. Yields each block's slice right after filling it, so a caller can use the block while
-    its data is still in cache.
+
+def _dropout_flat(
+    x: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray | None,
+    p: float,
+    scaling: str,
+    bit_generator: np.random.BitGenerator,
+) -> None:
+    """``y = c * m * x`` on flat contiguous arrays, with ``m`` drawn by the byte-first rule.
+
+    One pass over the data in cache-sized blocks: draw the first bytes, compare, multiply and
+    scale (tied elements are provisionally dropped). Then the few tied elements (about
+    :math:`n/256`) are refined and the kept ones set to ``c * x``, the value the block pass gives
+    a kept element. ``mask`` is the full keep mask to fill, or ``None`` to use one block-sized
+    buffer (nothing of size :math:`n` is allocated beyond ``y``). ``0 < p < 1``.
     """
     digits = _threshold_bytes(p)
-    bits = rng.bit_generator
-    for start in range(0, mask.size, _BLOCK):
-        block = slice(start, min(start + _BLOCK, mask.size))
-        _byte_first_block(mask[block], digits, bits)
-        yield block
+    scale = inverted_scale(p, x.dtype) if scaling == "inverted" else None
+    buffer = np.empty(min(_BLOCK, x.size), dtype=bool) if mask is None else None
+    tied = []
+    for start in range(0, x.size, _BLOCK):
+        block = slice(start, min(start + _BLOCK, x.size))
+        m = mask[block] if buffer is None else buffer[: block.stop - start]
+        tied.append(_first_bytes(m, start, digits[0], bit_generator))
+        np.multiply(x[block], m, out=y[block])
+        if scale is not None:
+            _scale_kept(y[block], m, scale)
+    if not tied:
+        return
+    kept = _refine_ties(np.concatenate(tied), digits, bit_generator)
+    if mask is not None:
+        mask[kept] = True
+    values = x[kept]  # x * 1, as the block pass computes a kept element
+    if scale is not None:
+        _scale_kept(values, np.ones(values.shape, dtype=bool), scale)
+    y[kept] = values
 
 
 def reference_byte_first_mask(
@@ -182,17 +230,14 @@ def reference_byte_first_mask(
         mask[...] = True
     if p in (0.0, 1.0):
         return mask
-    flat = mask.reshape(-1)
-    for start in range(0, flat.size, _BLOCK):
-        block = flat[start : start + _BLOCK]
-        _reference_block(block, _threshold_bytes(p), rng.bit_generator)
+    _reference_fill(mask.reshape(-1), _threshold_bytes(p), rng.bit_generator)
     return mask
 
 
-def _reference_block(
+def _reference_fill(
     mask: np.ndarray, t_bytes: tuple[np.uint8, ...], bit_generator: np.random.BitGenerator
 ) -> None:
-    """One block of :func:`reference_byte_first_mask`, element by element."""
+    """The loop of :func:`reference_byte_first_mask` on a flat mask, element by element."""
     undecided = list(range(mask.size))
     for t_byte in t_bytes:  # most significant byte first
         if not undecided:
@@ -246,14 +291,17 @@ def bernoulli_mask(
     comparison, from :math:`8 \cdot (1 + 1/256 + 1/256^2 + 1/256^3) \approx 8.03` random bits
     per element on average instead of 32.
 
-    **Order of consumption** (stable, part of the contract). Elements are taken in C order,
-    in blocks of :math:`2^{16}` (the last block may be shorter). For each block: one byte per
-    element in index order (the most significant byte :math:`b_3`); then one byte for each
-    element still tied, in index order (:math:`b_2`); then the same for :math:`b_1` and
-    :math:`b_0`, a round being skipped when nothing is tied. Each of these requests reads the
-    generator's byte stream through :func:`random_bytes` (8 bytes per raw output of PCG64,
-    PCG64DXSM, Philox and SFC64; the low 4 bytes of each output of MT19937 and other
-    generators; unused bytes of a request's last output are discarded).
+    **Order of consumption** (stable, part of the contract). A call for :math:`n` elements
+    (in C order) first reads :math:`n` bytes, the most significant byte :math:`b_3` of every
+    element in index order; then one byte for each element still tied, in index order
+    (:math:`b_2`); then the same for :math:`b_1` and :math:`b_0`, a round being skipped when
+    nothing is tied. Each of these (at most four) requests reads the generator's byte stream
+    through :func:`random_bytes`: 8 bytes per raw output of PCG64, PCG64DXSM, Philox and SFC64,
+    the low 4 bytes of each output of MT19937 and other generators, the unused bytes of a
+    request's last output discarded. (The first request is served in blocks of :math:`2^{17}`
+    elements that stay in cache, which reads the same bytes.) So a mask depends only on
+    :math:`p`, :math:`n` and the generator's state; two calls for :math:`n_1` and :math:`n_2`
+    elements do not give the mask of one call for :math:`n_1 + n_2`.
     :func:`reference_byte_first_mask` is the same rule as a plain loop, and the tests check
     the two agree element for element.
 
@@ -279,8 +327,7 @@ def bernoulli_mask(
     if p == 1.0:
         return np.zeros(shape, dtype=bool)
     mask = np.empty(shape, dtype=bool)
-    for _ in _fill_keep_mask_blocks(mask.reshape(-1), p, rng):
-        pass
+    _byte_first_fill(mask.reshape(-1), _threshold_bytes(p), rng.bit_generator)
     return mask
 
 
@@ -365,16 +412,18 @@ def dropout(
         y = x.copy(order="C") if p == 0.0 else np.zeros_like(x, order="C")
         return (y, mask) if return_mask else y
 
-    # One pass per cache-sized block: draw words, compare, multiply, scale. No temporary
-    # array of n elements is allocated beyond the output and the 1-byte mask.
-    mask = np.empty(x.shape, dtype=bool)
+    # One pass per cache-sized block: draw bytes, compare, multiply, scale. No temporary
+    # array of n elements is allocated beyond the output (and the 1-byte mask if asked for).
     y = np.empty(x.shape, dtype=x.dtype)
-    x_flat, y_flat, mask_flat = np.ascontiguousarray(x).reshape(-1), y.reshape(-1), mask.reshape(-1)
-    scale = inverted_scale(p, x.dtype) if scaling == "inverted" else None
-    for block in _fill_keep_mask_blocks(mask_flat, p, rng):
-        np.multiply(x_flat[block], mask_flat[block], out=y_flat[block])
-        if scale is not None:
-            _scale_kept(y_flat[block], mask_flat[block], scale)
+    mask = np.empty(x.shape, dtype=bool) if return_mask else None
+    _dropout_flat(
+        np.ascontiguousarray(x).reshape(-1),
+        y.reshape(-1),
+        None if mask is None else mask.reshape(-1),
+        p,
+        scaling,
+        rng.bit_generator,
+    )
     return (y, mask) if return_mask else y
 
 

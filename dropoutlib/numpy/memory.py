@@ -32,14 +32,13 @@ import numpy as np
 
 from dropoutlib._validation import check_float_array, check_generator, check_probability
 from dropoutlib.numpy.functional import (
-    _BLOCK,
     Scaling,
+    _byte_first_fill,
     _check_scaling,
-    _fill_keep_mask_blocks,
-    _scale_kept,
+    _dropout_flat,
+    _threshold_bytes,
     dropout,
     dropout_backward,
-    inverted_scale,
 )
 
 __all__ = [
@@ -166,8 +165,7 @@ class SeededMask:
         if self.p in (0.0, 1.0):
             mask.fill(self.p == 0.0)
             return mask
-        for _ in _fill_keep_mask_blocks(mask.reshape(-1), self.p, self._rng()):
-            pass
+        _byte_first_fill(mask.reshape(-1), _threshold_bytes(self.p), self._rng().bit_generator)
         return mask
 
     def _rng(self) -> np.random.Generator:
@@ -185,9 +183,9 @@ def pack_mask(mask: np.ndarray, p: float, scaling: Scaling = "inverted") -> Pack
 def _apply_seeded(src: np.ndarray, saved: SeededMask) -> np.ndarray:
     """``src * m * c`` for the regenerated mask ``m``, one cache-sized block at a time.
 
-    Performs exactly the operations of :func:`dropoutlib.numpy.dropout` (multiply by the
-    bool mask, then by the scale) on exactly the same random words, so the result is bit for
-    bit the stored-mask result; only a block-sized mask buffer is ever allocated.
+    Runs the very kernel of :func:`dropoutlib.numpy.dropout` (multiply by the bool mask, then by
+    the scale) on the same random bytes, so the result is bit for bit the stored-mask result;
+    only a block-sized mask buffer is ever allocated.
     """
     p = saved.p
     if p == 1.0:
@@ -195,18 +193,8 @@ def _apply_seeded(src: np.ndarray, saved: SeededMask) -> np.ndarray:
     if p == 0.0:
         return src.copy(order="C")
     out = np.empty(src.shape, dtype=src.dtype)
-    src_flat, out_flat = np.ascontiguousarray(src).reshape(-1), out.reshape(-1)
-    scale = inverted_scale(p, src.dtype) if saved.scaling == "inverted" else None
-    rng = saved._rng()
-    buffer = np.empty(min(_BLOCK, src_flat.size), dtype=bool)
-    for start in range(0, src_flat.size, _BLOCK):
-        block = slice(start, min(start + _BLOCK, src_flat.size))
-        mask = buffer[: block.stop - start]
-        for _ in _fill_keep_mask_blocks(mask, p, rng):  # one block: the same words as dropout()
-            pass
-        np.multiply(src_flat[block], mask, out=out_flat[block])
-        if scale is not None:
-            _scale_kept(out_flat[block], mask, scale)
+    src_flat = np.ascontiguousarray(src).reshape(-1)
+    _dropout_flat(src_flat, out.reshape(-1), None, p, saved.scaling, saved._rng().bit_generator)
     return out
 
 
