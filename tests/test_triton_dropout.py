@@ -31,7 +31,6 @@ from dropoutlib.numpy.philox import (
     philox_dropout_words,
     philox_keep_mask,
 )
-from dropoutlib.stats import binomial_acceptance
 from dropoutlib.triton import seeded_dropout_backward, seeded_dropout_forward, seeded_keep_mask
 from dropoutlib.triton.dropout import _launch, _philox_words
 
@@ -207,6 +206,10 @@ def test_kernel_keep_rate_and_independent_offsets(p):
 
     Three streams give 3 keep-rate checks and 3 pairwise checks: < 6e-9 per parameter.
     """
+    try:
+        from dropoutlib.stats import binomial_acceptance
+    except ImportError:  # SciPy is absent (a bare GPU machine); CI runs this test
+        pytest.skip("dropoutlib.stats needs SciPy")
     n = 1 << 15
     masks = [
         seeded_keep_mask(n, p, 123, off, device=DEVICE, block=128).cpu().numpy() for off in (0, 1)

@@ -67,7 +67,9 @@ def _level_bytes(seed, groups, offset, level):
     c2 = (c0 * 0 + level).to(tl.uint32)
     c3 = c0 * 0
     tl.static_assert(c0.dtype == tl.uint32, "Philox4x32 needs uint32 counters")
-    tl.static_assert(c1.dtype == tl.uint32 and c2.dtype == tl.uint32 and c3.dtype == tl.uint32)
+    tl.static_assert(c1.dtype == tl.uint32)
+    tl.static_assert(c2.dtype == tl.uint32)
+    tl.static_assert(c3.dtype == tl.uint32)
     r0, r1, r2, r3 = tl.philox(seed, c0, c1, c2, c3)
     words = _spread4(r0, r1, r2, r3)  # word j of group g at 4g + j
     return _spread4(words & 0xFF, (words >> 8) & 0xFF, (words >> 16) & 0xFF, words >> 24)
