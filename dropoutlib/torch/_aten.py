@@ -88,14 +88,6 @@ def format_double(p: float) -> str:
     return f"{p:g}"
 
 
-def _feature_noise_shape(input: Tensor) -> list[int]:
-    """``make_feature_noise``: one draw per (sample, channel), ``(N, C, 1, ..., 1)``."""
-    sizes = input.shape
-    if len(sizes) < 2:  # FEATURE_RANK_ERROR, spelled out: TorchScript cannot read a global str
-        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
-    return [sizes[0], sizes[1]] + [1] * (len(sizes) - 2)
-
-
 def _fused_kernel_acceptable(input: Tensor, p: float) -> bool:
     """ATen's ``is_fused_kernel_acceptable``: GPU-like device, 0 < p < 1, non-empty."""
     fused_devices = ("cuda", "xpu", "lazy", torch._C._get_privateuse1_backend_name())
@@ -116,8 +108,11 @@ def dropout_impl(
     if p == 1.0:  # x * 0: keeps -0.0 and NaN semantics, uses no random numbers
         zero = torch.zeros((), dtype=input.dtype, device=input.device)
         return input.mul_(zero) if inplace else input.mul(zero)
-    if feature:
-        noise = input.new_empty(_feature_noise_shape(input))
+    if feature:  # make_feature_noise: one draw per (sample, channel), (N, C, 1, ..., 1)
+        sizes = input.shape
+        if len(sizes) < 2:  # FEATURE_RANK_ERROR; TorchScript cannot read a global str
+            raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+        noise = input.new_empty([sizes[0], sizes[1]] + [1] * (len(sizes) - 2))
     else:
         noise = torch.empty_like(input)
     q = 1.0 - p

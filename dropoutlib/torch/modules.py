@@ -23,9 +23,9 @@ from __future__ import annotations
 import warnings
 from typing import ClassVar
 
-import torch
-import torch.fx
 from torch import Tensor
+from torch.fx import Proxy
+from torch.jit import is_scripting
 from torch.nn import Module
 
 from dropoutlib._torch_messages import (
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-def _fx_leaf(module: Module, input: torch.fx.Proxy) -> torch.fx.Proxy:
+def _fx_leaf(module: Module, input: Proxy) -> Proxy:
     """Record ``module(input)`` as one ``call_module`` node, as fx does for a leaf module."""
     tracer = input.tracer
     return tracer.create_proxy("call_module", tracer.path_of_module(module), (input,), {})
@@ -101,10 +101,10 @@ class Dropout(_DropoutNd):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        if torch.jit.is_scripting():
+        if is_scripting():
             _script_check_p(self.p)
             return dropout_impl(input, self.p, self.training, False, False, self.inplace)
-        if isinstance(input, torch.fx.Proxy):
+        if isinstance(input, Proxy):
             return _fx_leaf(self, input)
         return F.dropout(input, self.p, self.training, self.inplace)
 
@@ -119,13 +119,13 @@ class Dropout1d(_DropoutNd):
     _rank_message: ClassVar[str] = DROPOUT1D_RANK_ERROR  # TorchScript reads constants, not globals
 
     def forward(self, input: Tensor) -> Tensor:
-        if torch.jit.is_scripting():
+        if is_scripting():
             _script_check_p(self.p)
             inp_dim = input.dim()
             if inp_dim != 2 and inp_dim != 3:
                 raise RuntimeError(self._rank_message.replace("{k}", str(inp_dim)))
             return _script_feature_nd(input, self.p, self.training, self.inplace, inp_dim == 3)
-        if isinstance(input, torch.fx.Proxy):
+        if isinstance(input, Proxy):
             return _fx_leaf(self, input)
         return F.dropout1d(input, self.p, self.training, self.inplace)
 
@@ -141,7 +141,7 @@ class Dropout2d(_DropoutNd):
     _input_3d_message: ClassVar[str] = DROPOUT2D_3D_INPUT_WARNING
 
     def forward(self, input: Tensor) -> Tensor:
-        if torch.jit.is_scripting():
+        if is_scripting():
             _script_check_p(self.p)
             inp_dim = input.dim()
             if inp_dim != 3 and inp_dim != 4:
@@ -149,7 +149,7 @@ class Dropout2d(_DropoutNd):
             if inp_dim == 3:
                 warnings.warn(self._input_3d_message, stacklevel=2)
             return dropout_impl(input, self.p, self.training, True, False, self.inplace)
-        if isinstance(input, torch.fx.Proxy):
+        if isinstance(input, Proxy):
             return _fx_leaf(self, input)
         return F.dropout2d(input, self.p, self.training, self.inplace)
 
@@ -164,13 +164,13 @@ class Dropout3d(_DropoutNd):
     _rank_message: ClassVar[str] = DROPOUT3D_RANK_WARNING
 
     def forward(self, input: Tensor) -> Tensor:
-        if torch.jit.is_scripting():
+        if is_scripting():
             _script_check_p(self.p)
             inp_dim = input.dim()
             if inp_dim != 4 and inp_dim != 5:
                 warnings.warn(self._rank_message.replace("{k}", str(inp_dim)), stacklevel=2)
             return _script_feature_nd(input, self.p, self.training, self.inplace, inp_dim == 5)
-        if isinstance(input, torch.fx.Proxy):
+        if isinstance(input, Proxy):
             return _fx_leaf(self, input)
         return F.dropout3d(input, self.p, self.training, self.inplace)
 
@@ -184,10 +184,10 @@ class AlphaDropout(_DropoutNd):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        if torch.jit.is_scripting():
+        if is_scripting():
             _script_check_p(self.p)
             return dropout_impl(input, self.p, self.training, False, True, False)
-        if isinstance(input, torch.fx.Proxy):
+        if isinstance(input, Proxy):
             return _fx_leaf(self, input)
         return F.alpha_dropout(input, self.p, self.training)
 
@@ -199,9 +199,9 @@ class FeatureAlphaDropout(_DropoutNd):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        if torch.jit.is_scripting():
+        if is_scripting():
             _script_check_p(self.p)
             return dropout_impl(input, self.p, self.training, True, True, False)
-        if isinstance(input, torch.fx.Proxy):
+        if isinstance(input, Proxy):
             return _fx_leaf(self, input)
         return F.feature_alpha_dropout(input, self.p, self.training)
