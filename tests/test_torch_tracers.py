@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import dropoutlib.torch as D
+from dropoutlib._torch_messages import FEATURE_RANK_ERROR
 from dropoutlib.numpy.torch_rng import SELU_ALPHA_TIMES_SCALE
 from dropoutlib.torch._aten import format_double
 from dropoutlib.torch.gaussian import gaussian_dropout
@@ -252,3 +253,10 @@ def test_fast_path_equals_full_path(name, rank, p, training, inplace):
     assert wa == wb and a[0] == b[0]
     for u, v in zip(a[1:], b[1:], strict=True):
         assert torch.equal(u, v) if isinstance(u, torch.Tensor) else u == v
+
+
+def test_spelled_out_rank_error_is_the_shared_text():
+    """``dropout_impl`` spells FEATURE_RANK_ERROR out for TorchScript; it must be the same."""
+    with pytest.raises(RuntimeError) as info:
+        D.feature_alpha_dropout(torch.ones(3), 0.5, True)
+    assert str(info.value) == FEATURE_RANK_ERROR
