@@ -20,17 +20,17 @@ import nbformat
 
 SETUP_TAGS = ["remove-cell", "nbval-ignore-output"]
 SETUP_SOURCE = """\
-# Setup: installs dropoutlib and the chapters' packages only if one is missing (e.g. Colab).
+# Setup (hidden in the book): installs what the chapters import if anything is missing.
 import importlib.util, subprocess, sys
 
 REPO = "git+https://github.com/dropout-from-scratch/dropout-from-scratch"
 NEEDED = ("dropoutlib", "matplotlib", "mnist1d", "scipy", "sklearn", "torch")
 if any(importlib.util.find_spec(name) is None for name in NEEDED):
-    # Keep a torch that is already installed (Colab's); otherwise take the pinned one.
+    # Keep a torch that is already installed (Colab's); else take the pinned one.
     extra = "notebooks" if importlib.util.find_spec("torch") else "book"
     print(f"Installing dropoutlib[{extra}] from the book's repository ...")
-    pip = [sys.executable, "-m", "pip", "install", "-q", f"dropoutlib[{extra}] @ {REPO}"]
-    subprocess.run(pip, check=True)"""
+    package = f"dropoutlib[{extra}] @ {REPO}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)"""
 
 _OLD_GUARD_MARKS = ("# Setup", "import importlib", 'find_spec("dropoutlib")')
 
@@ -50,6 +50,8 @@ def put_setup_cell(path: Path) -> bool:
     cell = nb.cells[first]
     if cell.source == SETUP_SOURCE and cell.metadata.get("tags") == SETUP_TAGS:
         return False
+    if "remove-cell" in cell.metadata.get("tags", []) and cell.source.startswith("# Setup"):
+        cell.source = SETUP_SOURCE  # an earlier version of the setup cell: replace it in place
     if cell.source != SETUP_SOURCE:
         rest = _split_old_first_cell(cell.source)
         cell.source = rest
