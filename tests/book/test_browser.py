@@ -96,8 +96,9 @@ def server(html_root: Path) -> Iterator[str]:
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(
-            f"{CHROMIUM} is missing: `make test` installs Debian's chromium with apt "
-            "(apt-get install -y chromium); never use `playwright install`"
+            f"no browser at {CHROMIUM}: point CHROMIUM_PATH at an installed Chromium or Chrome "
+            "(make test CHROMIUM_PATH=/path/to/chromium), install Debian's chromium with apt, "
+            "or skip the browser tests (make test BROWSER=0); never `playwright install`"
         )
     from playwright.sync_api import sync_playwright
 
