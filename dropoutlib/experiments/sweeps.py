@@ -8,9 +8,9 @@ the grid over seeds and returns a :class:`~dropoutlib.experiments.common.Results
 name               what                                                          paper
 =================  ============================================================  ===========
 ``p_effect``       error against the keep probability, width fixed / keep*width  Figure 9
-``data_size``      dropout vs none against the number of training examples      Figure 10
+``data_size``      dropout vs none against the number of training examples       Figure 10
 ``autoencoder``    hidden activations (sparsity) and first-layer features        Figures 7, 8
-``mc_averaging``   Monte Carlo model averaging over k masks vs weight scaling   Figure 11
+``mc_averaging``   Monte Carlo model averaging over k masks vs weight scaling    Figure 11
 ``gaussian``       Bernoulli vs Gaussian dropout vs none                         Table 10
 =================  ============================================================  ===========
 """
