@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_float_array", "check_generator", "check_probability"]
+__all__ = ["check_float_array", "check_generator", "check_probability", "check_training"]
 
 
 def check_probability(p: object, name: str = "p") -> float:
@@ -89,3 +89,23 @@ def check_generator(rng: object, name: str = "rng") -> np.random.Generator:
             f"but got {rng!r}; {hint}"
         )
     return rng
+
+
+def check_training(training: object, name: str = "training") -> bool:
+    """Check that the mode flag ``training`` is a bool and return it as a Python ``bool``.
+
+    PyTorch refuses anything but a bool here (``TypeError: dropout(): argument 'train'
+    (position 3) must be bool, not str``); so does this library, because a truthy string such
+    as ``"False"`` would silently train and ``None`` would silently evaluate.
+
+    Raises
+    ------
+    TypeError
+        If ``training`` is not a ``bool`` (``numpy.bool_`` is accepted).
+    """
+    if not isinstance(training, bool | np.bool_):
+        raise TypeError(
+            f"{name} must be a bool (True to train, False to evaluate), "
+            f"but got {training!r} of type {type(training).__name__}"
+        )
+    return bool(training)

@@ -118,15 +118,35 @@ def test_p_zero_is_the_identity_and_draws_nothing(dtype):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("scaling", ["inverted", "standard"])
-def test_p_one_gives_exact_zeros_never_nan(dtype, scaling):
-    x = np.array([-1.5, 2.0, np.inf, -np.inf, np.nan, 0.0], dtype=dtype)
+def test_p_one_multiplies_by_zero_like_torch(dtype, scaling):
+    """Regression (issue 10, defect 15): one rule at every p, PyTorch's ``x * 0``.
+
+    Finite inputs give exact zeros (never NaN; -0.0 for negative ones), inf and NaN give NaN,
+    bit for bit as ``torch.nn.functional.dropout(x, 1.0)``; no random numbers are drawn.
+    """
+    x = np.array([-1.5, 2.0, np.inf, -np.inf, np.nan, 0.0, -0.0], dtype=dtype)
     rng = np.random.default_rng(0)
     before = rng_state(rng)
     y, mask = dropout(x, 1.0, rng=rng, scaling=scaling, return_mask=True)
     assert y.dtype == dtype and not mask.any() and rng_state(rng) == before
-    assert np.array_equal(y, np.zeros_like(x)) and not np.signbit(y).any()
-    g = dropout_backward(np.ones_like(x), mask, 1.0, scaling=scaling)
-    assert np.array_equal(g, np.zeros_like(x))
+    expected = torch.nn.functional.dropout(torch.from_numpy(x), 1.0).numpy()
+    assert np.array_equal(y.view(np.uint8), expected.view(np.uint8))
+    finite = np.isfinite(x)
+    assert np.all(y[finite] == 0) and np.isnan(y[~finite]).all()
+    assert np.array_equal(np.signbit(y[finite]), np.signbit(x[finite]))
+    g = dropout_backward(x, mask, 1.0, scaling=scaling)  # torch's backward at p = 1: grad * 0
+    assert np.array_equal(g.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("p", [0.3, 0.7])
+def test_a_dropped_inf_or_nan_is_nan_at_every_p(p):
+    """The same rule for 0 < p < 1: every dropped element is x * 0."""
+    x = np.tile(np.array([np.inf, -np.inf, np.nan, -2.0], dtype=np.float32), 500)
+    y, mask = dropout(x, p, rng=np.random.default_rng(1), return_mask=True)
+    assert 0 < mask.sum() < x.size
+    dropped = ~mask
+    assert np.isnan(y[dropped & ~np.isfinite(x)]).all()
+    assert np.all(y[dropped & np.isfinite(x)] == 0) and np.signbit(y[dropped & (x < 0)]).all()
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

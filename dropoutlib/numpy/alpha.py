@@ -27,9 +27,14 @@ import math
 
 import numpy as np
 
-from dropoutlib._validation import check_float_array, check_generator, check_probability
+from dropoutlib._validation import (
+    check_float_array,
+    check_generator,
+    check_probability,
+    check_training,
+)
 from dropoutlib.numpy.feature import _check_broadcast_mask, feature_mask_shape
-from dropoutlib.numpy.functional import bernoulli_mask
+from dropoutlib.numpy.functional import _times_zero, bernoulli_mask
 
 __all__ = [
     "ALPHA_PRIME",
@@ -138,19 +143,19 @@ def _alpha(
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     x = check_float_array(x)
     p = check_probability(p)
-    if not training:
+    if not check_training(training):
         return (x, None) if return_mask else x
     rng = check_generator(rng)  # required in training even when no mask is drawn
     if p == 0.0 or x.size == 0:
         y = x.copy()
         return (y, None) if return_mask else y
-    if p == 1.0:  # PyTorch returns zeros here, not the saturation value
-        y = np.zeros_like(x)
+    if p == 1.0:  # PyTorch returns x * 0 here, not the saturation value
+        y = _times_zero(x, np.empty(x.shape, dtype=x.dtype))
         return (y, None) if return_mask else y
     shape = feature_mask_shape(x.shape) if feature else x.shape
     mask = bernoulli_mask(shape, p, rng=rng)
     scale, shift = alpha_noise(mask, p, x.dtype)
-    y = x * scale + shift
+    y = np.asarray(x * scale + shift)  # an array, also for 0-d input
     return (y, mask) if return_mask else y
 
 
@@ -173,12 +178,14 @@ def alpha_dropout(
         Floating input; the output has its dtype.
     p : float, default 0.5
         Drop probability. Evaluation returns ``x`` itself and ``p = 0`` a copy;
-        ``p = 1`` returns zeros, as PyTorch does.
+        ``p = 1`` returns ``x * 0`` as PyTorch does (zeros for finite input, not the
+        saturation value; ``nan`` for ``inf`` and ``nan``).
     rng : numpy.random.Generator
         Required in training.
     training : bool, default True
-        Note that ``torch.nn.functional.alpha_dropout`` defaults to ``training=False``; this
-        NumPy function, like :func:`dropoutlib.numpy.dropout`, defaults to training.
+        Must be a ``bool`` (``TypeError`` otherwise, as in PyTorch). Note that
+        ``torch.nn.functional.alpha_dropout`` defaults to ``training=False``; this NumPy
+        function, like :func:`dropoutlib.numpy.dropout`, defaults to training.
     return_mask : bool, default False
         If true, return ``(y, mask)`` with the boolean keep mask (``None`` if none was drawn).
 
@@ -223,7 +230,9 @@ def alpha_dropout_backward(
     """
     grad_output = check_float_array(grad_output, "grad_output")
     p = check_probability(p)
-    if mask is None:
-        return np.zeros_like(grad_output) if p == 1.0 else grad_output.copy()
+    if mask is None:  # at p = 1, grad * 0 as PyTorch's backward
+        return (
+            _times_zero(grad_output, np.empty_like(grad_output)) if p == 1.0 else grad_output.copy()
+        )
     _check_broadcast_mask(mask, grad_output.shape)
-    return grad_output * alpha_noise(mask, p, grad_output.dtype)[0]
+    return np.asarray(grad_output * alpha_noise(mask, p, grad_output.dtype)[0])  # 0-d stays array

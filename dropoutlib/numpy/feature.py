@@ -29,8 +29,13 @@ from dropoutlib._torch_messages import (
     DROPOUT3D_RANK_WARNING,
     FEATURE_RANK_ERROR,
 )
-from dropoutlib._validation import check_float_array, check_generator, check_probability
-from dropoutlib.numpy.functional import apply_mask, bernoulli_mask
+from dropoutlib._validation import (
+    check_float_array,
+    check_generator,
+    check_probability,
+    check_training,
+)
+from dropoutlib.numpy.functional import _times_zero, apply_mask, bernoulli_mask
 
 __all__ = [
     "dropout1d",
@@ -82,7 +87,8 @@ def feature_dropout(
     rng : numpy.random.Generator
         Required in training.
     training : bool, default True
-        In evaluation the input object itself is returned (as in PyTorch); in training
+        Must be a ``bool`` (``TypeError`` otherwise, as in PyTorch). In evaluation the input
+        object itself is returned (as in PyTorch); in training
         ``rng`` is required even for ``p = 0`` (which returns a copy) and ``p = 1``.
     return_mask : bool, default False
         If true, return ``(y, mask)``: the boolean keep mask of shape
@@ -92,9 +98,9 @@ def feature_dropout(
     Returns
     -------
     numpy.ndarray or tuple
-        ``y`` with the dtype and shape of ``x``; ``y is x`` in evaluation. ``p = 1`` gives
-        exact zeros (PyTorch computes ``x * 0``, which gives ``-0.0`` and ``nan`` for
-        negative and non-finite inputs).
+        ``y`` with the dtype and shape of ``x``; ``y is x`` in evaluation. A dropped channel
+        is ``x * 0`` at every ``p``, including ``p = 1``, as in PyTorch: exact zeros for
+        finite inputs (``-0.0`` for negative ones), ``nan`` for ``inf`` and ``nan``.
 
     Raises
     ------
@@ -107,14 +113,14 @@ def feature_dropout(
     """
     x = check_float_array(x)
     p = check_probability(p)
-    if not training:
+    if not check_training(training):
         return (x, None) if return_mask else x
     rng = check_generator(rng)  # required in training even when no mask is drawn
     if p == 0.0 or x.size == 0:
         y = x.copy()
         return (y, None) if return_mask else y
-    if p == 1.0:
-        y = np.zeros_like(x)
+    if p == 1.0:  # x * 0, as PyTorch (and dropoutlib.numpy.dropout) at p = 1
+        y = _times_zero(x, np.empty(x.shape, dtype=x.dtype))
         return (y, None) if return_mask else y
     mask = bernoulli_mask(feature_mask_shape(x.shape), p, rng=rng)
     y = apply_mask(x, np.broadcast_to(mask, x.shape), p)
@@ -144,8 +150,10 @@ def feature_dropout_backward(
     """
     grad_output = check_float_array(grad_output, "grad_output")
     p = check_probability(p)
-    if mask is None:
-        return np.zeros_like(grad_output) if p == 1.0 else grad_output.copy()
+    if mask is None:  # at p = 1, grad * 0 as PyTorch's backward
+        return (
+            _times_zero(grad_output, np.empty_like(grad_output)) if p == 1.0 else grad_output.copy()
+        )
     _check_broadcast_mask(mask, grad_output.shape)
     return apply_mask(grad_output, np.broadcast_to(mask, grad_output.shape), p)
 

@@ -20,7 +20,12 @@ from typing import Literal
 
 import numpy as np
 
-from dropoutlib._validation import check_float_array, check_generator, check_probability
+from dropoutlib._validation import (
+    check_float_array,
+    check_generator,
+    check_probability,
+    check_training,
+)
 
 __all__ = [
     "SCALINGS",
@@ -144,23 +149,47 @@ def _first_bytes(
     return tied
 
 
+def _first_pass(
+    x: np.ndarray,
+    y: np.ndarray,
+    mask: np.ndarray | None,
+    buffer: np.ndarray | None,
+    digit: np.uint8,
+    scale: np.floating | None,
+    bit_generator: np.random.BitGenerator,
+    tied: list[np.ndarray],
+    tied_x: list[np.ndarray],
+) -> None:
+    """The block pass of :func:`_dropout_flat`; appends each block's ties and their inputs."""
+    for start in range(0, x.size, _BLOCK):
+        block = slice(start, min(start + _BLOCK, x.size))
+        m = mask[block] if buffer is None else buffer[: block.stop - start]
+        tied.append(_first_bytes(m, start, digit, bit_generator))
+        tied_x.append(x[tied[-1]])
+        np.multiply(x[block], m, out=y[block])
+        if scale is not None:
+            _scale_kept(y[block], m, scale)
+
+
 def _refine_ties(
     tied: np.ndarray, digits: tuple[np.uint8, ...], bit_generator: np.random.BitGenerator
 ) -> np.ndarray:
-    """Rounds 1, 2, 3 for the elements tied on the first byte; return the indices kept.
+    """Rounds 1, 2, 3 for the elements tied on the first byte; return which of them are kept.
 
     Round :math:`k` draws one byte for each element still tied, in index order, and compares it
-    with byte :math:`k` of the threshold; a round is skipped when nothing is tied.
+    with byte :math:`k` of the threshold; a round is skipped when nothing is tied. The result
+    is a boolean array aligned with ``tied``.
     """
-    kept = []
+    keep = np.zeros(tied.size, dtype=bool)
+    pending = np.arange(tied.size)
     for digit in digits[1:]:
-        if tied.size == 0:
+        if pending.size == 0:
             break
-        drawn = random_bytes(bit_generator, tied.size)
-        kept.append(tied[drawn > digit])
-        tied = tied[drawn == digit]
-    kept.append(tied)  # every byte equal: the word equals t, and w >= t is kept
-    return np.concatenate(kept)
+        drawn = random_bytes(bit_generator, pending.size)
+        keep[pending[drawn > digit]] = True
+        pending = pending[drawn == digit]
+    keep[pending] = True  # every byte equal: the word equals t, and w >= t is kept
+    return keep
 
 
 def _byte_first_fill(
@@ -172,7 +201,8 @@ def _byte_first_fill(
         for start in range(0, mask.size, _BLOCK)
     ]
     if tied:
-        mask[_refine_ties(np.concatenate(tied), digits, bit_generator)] = True
+        tied_all = np.concatenate(tied)
+        mask[tied_all[_refine_ties(tied_all, digits, bit_generator)]] = True
 
 
 def _dropout_flat(
@@ -188,26 +218,23 @@ def _dropout_flat(
     One pass over the data in cache-sized blocks: draw the first bytes, compare, multiply and
     scale (tied elements are provisionally dropped). Then the few tied elements (about
     :math:`n/256`) are refined and the kept ones set to ``c * x``, the value the block pass gives
-    a kept element. ``mask`` is the full keep mask to fill, or ``None`` to use one block-sized
-    buffer (nothing of size :math:`n` is allocated beyond ``y``). ``0 < p < 1``.
+    a kept element (their inputs are saved first, so ``y`` may be ``x`` itself). ``mask`` is the
+    full keep mask to fill, or ``None`` to use one block-sized buffer (nothing of size :math:`n`
+    is allocated beyond ``y``). Requires ``0 < p < 1``.
     """
     digits = _threshold_bytes(p)
     scale = inverted_scale(p, x.dtype) if scaling == "inverted" else None
     buffer = np.empty(min(_BLOCK, x.size), dtype=bool) if mask is None else None
-    tied = []
-    for start in range(0, x.size, _BLOCK):
-        block = slice(start, min(start + _BLOCK, x.size))
-        m = mask[block] if buffer is None else buffer[: block.stop - start]
-        tied.append(_first_bytes(m, start, digits[0], bit_generator))
-        np.multiply(x[block], m, out=y[block])
-        if scale is not None:
-            _scale_kept(y[block], m, scale)
+    tied, tied_x = [], []
+    with np.errstate(invalid="ignore"):  # a dropped inf is 0 * inf = nan, as in PyTorch
+        _first_pass(x, y, mask, buffer, digits[0], scale, bit_generator, tied, tied_x)
     if not tied:
         return
-    kept = _refine_ties(np.concatenate(tied), digits, bit_generator)
+    tied_all = np.concatenate(tied)
+    keep = _refine_ties(tied_all, digits, bit_generator)
+    kept, values = tied_all[keep], np.concatenate(tied_x)[keep]  # x * 1, as in the block pass
     if mask is not None:
         mask[kept] = True
-    values = x[kept]  # x * 1, as the block pass computes a kept element
     if scale is not None:
         _scale_kept(values, np.ones(values.shape, dtype=bool), scale)
     y[kept] = values
@@ -339,6 +366,7 @@ def dropout(
     training: bool = True,
     scaling: Scaling = "inverted",
     return_mask: bool = False,
+    out: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     r"""Apply dropout to ``x``.
 
@@ -349,10 +377,11 @@ def dropout(
     ``"standard"`` (paper)    :math:`y = m \odot x`            :math:`y = (1 - p)\, x`
     ========================  ===============================  ===========================
 
-    with :math:`m_i \sim \mathrm{Bernoulli}(1 - p)` from :func:`bernoulli_mask`. Both
-    conventions give the same expected output at test time: :math:`\mathbb{E}[y] = x` for
-    inverted dropout and :math:`\mathbb{E}[y] = (1-p)\,x` in both phases for standard
-    dropout.
+    with :math:`m_i \sim \mathrm{Bernoulli}(1 - p)` from :func:`bernoulli_mask`. In both
+    conventions the evaluation output is the expected training output:
+    :math:`\mathbb{E}[y_\text{train}] = x = y_\text{eval}` for inverted dropout and
+    :math:`\mathbb{E}[y_\text{train}] = (1-p)\,x = y_\text{eval}` for standard dropout. The two
+    conventions differ by the constant factor :math:`1 - p` in both phases.
 
     Parameters
     ----------
@@ -361,35 +390,44 @@ def dropout(
         has the same dtype.
     p : float, default 0.5
         Drop probability, :math:`0 \le p \le 1`. ``p = 0`` keeps everything (the output
-        equals ``x``) and ``p = 1`` drops everything (exact zeros, never NaN). For
-        :math:`0 < p < 1` a kept element is multiplied by :func:`inverted_scale` (rounded as
-        PyTorch rounds it) and a dropped one by 0, as in PyTorch: a dropped negative value
-        becomes ``-0.0`` and a dropped ``inf`` or ``nan`` becomes ``nan``.
+        equals ``x``). A kept element is multiplied by :func:`inverted_scale` (rounded as
+        PyTorch rounds it; 1 for standard scaling) and a dropped one by 0, **at every p
+        including p = 1**, as in PyTorch: a dropped finite value becomes an exact zero
+        (``-0.0`` if it was negative), never NaN, and a dropped ``inf`` or ``nan`` becomes
+        ``nan`` (``0 * inf``).
     rng : numpy.random.Generator, optional
         Required when ``training`` is true (even for ``p`` of 0 or 1, so that code which works
         at one ``p`` keeps working at another); unused in evaluation.
     training : bool, default True
-        Training draws a mask; evaluation is deterministic.
+        Training draws a mask; evaluation is deterministic. Must be a ``bool`` (a string
+        such as ``"False"`` or ``None`` is refused, as PyTorch refuses it).
     scaling : {"inverted", "standard"}, default "inverted"
         Where the factor :math:`1 - p` goes: divided out in training (PyTorch) or multiplied
         in at test time (the paper).
     return_mask : bool, default False
         If true, return ``(y, mask)``; ``mask`` is the boolean keep mask (1 byte per
         element) needed by :func:`dropout_backward`, or ``None`` in evaluation.
+    out : numpy.ndarray, optional
+        Where to write ``y``: a C-contiguous, writeable array of the shape and dtype of
+        ``x``, which may be ``x`` itself (in-place dropout) but must not otherwise overlap it.
+        ``y`` is then ``out`` (also in inverted evaluation, where ``x`` is copied into it).
+        Saves the allocation of the output on repeated calls.
 
     Returns
     -------
     numpy.ndarray or tuple
-        ``y``, or ``(y, mask)`` when ``return_mask`` is true. ``x`` is never modified. In
-        inverted evaluation ``y`` *is* ``x``, as in PyTorch.
+        ``y``, or ``(y, mask)`` when ``return_mask`` is true; always an array, 0-d for 0-d
+        input. ``x`` is never modified unless it is ``out``. In inverted evaluation without
+        ``out``, ``y`` *is* ``x``, as in PyTorch.
 
     Raises
     ------
     TypeError
-        ``x`` is not a floating ndarray, ``p`` is not a real number, or ``rng`` is missing in
-        training.
+        ``x`` is not a floating ndarray, ``p`` is not a real number, ``training`` is not a
+        bool, ``rng`` is missing in training, or ``out`` is not an ndarray of ``x``'s dtype.
     ValueError
-        ``p`` is NaN or outside [0, 1], or ``scaling`` is unknown.
+        ``p`` is NaN or outside [0, 1], ``scaling`` is unknown, or ``out`` has the wrong
+        shape, is not C-contiguous and writeable, or partly overlaps ``x``.
 
     Examples
     --------
@@ -401,23 +439,32 @@ def dropout(
     """
     x = check_float_array(x)
     p = check_probability(p)
+    training = check_training(training)
     scaling = _check_scaling(scaling)
+    if out is not None:
+        _check_out(out, x)
     if not training:
-        y = x if scaling == "inverted" else x * (1.0 - p)
+        if scaling == "inverted":
+            y = x if out is None else _copy_into(out, x)
+        else:
+            y = np.multiply(x, x.dtype.type(1.0 - p), out=_output(x, out))
         return (y, None) if return_mask else y
     rng = check_generator(rng)
 
     if p in (0.0, 1.0):
         mask = bernoulli_mask(x.shape, p, rng=rng)
-        y = x.copy(order="C") if p == 0.0 else np.zeros_like(x, order="C")
+        if p == 0.0:
+            y = x.copy() if out is None else _copy_into(out, x)
+        else:
+            y = _times_zero(x, _output(x, out))
         return (y, mask) if return_mask else y
 
     # One pass per cache-sized block: draw bytes, compare, multiply, scale. No temporary
     # array of n elements is allocated beyond the output (and the 1-byte mask if asked for).
-    y = np.empty(x.shape, dtype=x.dtype)
+    y = _output(x, out)
     mask = np.empty(x.shape, dtype=bool) if return_mask else None
     _dropout_flat(
-        np.ascontiguousarray(x).reshape(-1),
+        x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1),
         y.reshape(-1),
         None if mask is None else mask.reshape(-1),
         p,
@@ -425,6 +472,42 @@ def dropout(
         rng.bit_generator,
     )
     return (y, mask) if return_mask else y
+
+
+def _times_zero(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``x * 0`` into ``out``, as PyTorch drops at p = 1: -0.0 for negative x, NaN for inf/NaN."""
+    with np.errstate(invalid="ignore"):  # 0 * inf = nan is the documented result
+        return np.multiply(x, x.dtype.type(0.0), out=out)
+
+
+def _output(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """``out``, or a new C-contiguous array like ``x``."""
+    return np.empty(x.shape, dtype=x.dtype) if out is None else out
+
+
+def _copy_into(out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    if out is not x:
+        np.copyto(out, x)
+    return out
+
+
+def _check_out(out: object, x: np.ndarray) -> None:
+    """Refuse an ``out=`` array that the blocked kernel cannot write ``y`` into."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, but got {type(out).__name__}")
+    if out.dtype != x.dtype:
+        raise TypeError(
+            f"out has dtype {out.dtype} but the input has dtype {x.dtype}; they must match"
+        )
+    if out.shape != x.shape:
+        raise ValueError(
+            f"out has shape {out.shape} but the input has shape {x.shape}; they must match"
+        )
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("out must be a C-contiguous, writeable array")
+    same = out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+    if np.may_share_memory(out, x) and not (same and x.flags.c_contiguous):
+        raise ValueError("out overlaps the input without being the input itself")
 
 
 def apply_mask(
@@ -468,8 +551,9 @@ def apply_mask(
             f"mask has shape {mask.shape} but the array has shape {x.shape}; they must match"
         )
     if p == 1.0:
-        return np.zeros_like(x)
-    y = np.multiply(x, mask, out=np.empty(x.shape, dtype=x.dtype))  # an array, even 0-d
+        return _times_zero(x, np.empty(x.shape, dtype=x.dtype))
+    with np.errstate(invalid="ignore"):  # a dropped inf is 0 * inf = nan, as in PyTorch
+        y = np.multiply(x, mask, out=np.empty(x.shape, dtype=x.dtype))  # an array, even 0-d
     if scaling == "inverted" and p != 0.0:
         _scale_kept(y, mask, inverted_scale(p, x.dtype))
     return y

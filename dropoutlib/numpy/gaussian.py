@@ -20,7 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from dropoutlib._validation import check_float_array, check_generator, check_probability
+from dropoutlib._validation import (
+    check_float_array,
+    check_generator,
+    check_probability,
+    check_training,
+)
 from dropoutlib.numpy.nn import Module
 
 __all__ = ["GaussianDropout", "gaussian_dropout", "gaussian_dropout_backward", "gaussian_noise_std"]
@@ -77,7 +82,8 @@ def gaussian_dropout(
     rng : numpy.random.Generator, optional
         Required in training; unused in evaluation.
     training : bool, default True
-        Evaluation returns ``x`` itself (the expectation is unchanged, nothing to rescale).
+        Must be a ``bool`` (``TypeError`` otherwise, as in PyTorch). Evaluation returns
+        ``x`` itself (the expectation is unchanged, nothing to rescale).
     return_noise : bool, default False
         If true, return ``(y, r)`` with the noise ``r`` needed by
         :func:`gaussian_dropout_backward` (``None`` in evaluation).
@@ -99,7 +105,7 @@ def gaussian_dropout(
     """
     x = check_float_array(x)
     sigma = gaussian_noise_std(p)
-    if not training:
+    if not check_training(training):
         return (x, None) if return_noise else x
     rng = check_generator(rng)
     # Draw in float64 then round once to x's dtype, so float16/float32 noise keeps mean 1.
@@ -107,7 +113,7 @@ def gaussian_dropout(
     noise *= sigma
     noise += 1.0
     noise = noise.astype(x.dtype, copy=False)
-    y = x * noise
+    y = np.multiply(x, noise, out=np.empty(x.shape, dtype=x.dtype))  # an array, even 0-d
     return (y, noise) if return_noise else y
 
 
@@ -133,7 +139,8 @@ def gaussian_dropout_backward(grad_output: np.ndarray, noise: np.ndarray) -> np.
             f"noise has shape {noise.shape} but grad_output has shape {grad_output.shape}; "
             "they must match"
         )
-    return (grad_output * noise).astype(grad_output.dtype, copy=False)
+    out = np.empty(grad_output.shape, dtype=grad_output.dtype)  # an array, even 0-d
+    return np.multiply(grad_output, noise, out=out, casting="same_kind")
 
 
 class GaussianDropout(Module):

@@ -37,6 +37,7 @@ from dropoutlib.numpy.functional import (
     _check_scaling,
     _dropout_flat,
     _threshold_bytes,
+    _times_zero,
     dropout,
     dropout_backward,
 )
@@ -188,8 +189,8 @@ def _apply_seeded(src: np.ndarray, saved: SeededMask) -> np.ndarray:
     only a block-sized mask buffer is ever allocated.
     """
     p = saved.p
-    if p == 1.0:
-        return np.zeros(src.shape, dtype=src.dtype)
+    if p == 1.0:  # x * 0, as dropout() and PyTorch: -0.0 for negative, nan for inf/nan
+        return _times_zero(src, np.empty(src.shape, dtype=src.dtype))
     if p == 0.0:
         return src.copy(order="C")
     out = np.empty(src.shape, dtype=src.dtype)
