@@ -193,21 +193,27 @@ class Budget:
     max_epochs : int
         Cap on the number of epochs.
     patience : int
-        Stop after this many epochs without a new lowest validation loss.
+        Stop after this many epochs without a new best validation score.
+    monitor : {"val_loss", "val_acc"}, default "val_loss"
+        The score: the lowest validation loss (the protocol's default), or the highest
+        validation accuracy (a control for networks whose loss and accuracy disagree).
     """
 
     max_epochs: int
     patience: int
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "patience"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, but got {v!r}")
+        if self.monitor not in ("val_loss", "val_acc"):
+            raise ValueError(f"monitor must be 'val_loss' or 'val_acc', got {self.monitor!r}")
 
     def doubled(self) -> Budget:
         """Twice the cap and twice the patience: the control that the budget did not decide."""
-        return Budget(2 * self.max_epochs, 2 * self.patience)
+        return Budget(2 * self.max_epochs, 2 * self.patience, self.monitor)
 
 
 @dataclass(frozen=True)
@@ -364,8 +370,10 @@ def train_run(arm: Arm, split: Split, seed: int, budget: Budget) -> Run:
        e - e^\star \ge \text{patience} \quad\text{or}\quad e = \text{max\_epochs}
        \quad\text{or}\quad L_v(e)\ \text{is not finite},
 
-    and the weights of epoch :math:`e^\star` are restored (a diverged run is thus returned at
-    its last finite epoch, with ``stopped="diverged"``). The test set is not read.
+    (with ``budget.monitor == "val_acc"``, :math:`e^\star` is the first epoch of highest
+    validation accuracy instead), and the weights of epoch :math:`e^\star` are restored (a
+    diverged run is thus returned at its last finite epoch, with ``stopped="diverged"``). The
+    test set is not read.
     """
     streams = seed_streams(seed)
     model, optimizer = arm.build(streams.init, streams.masks)
@@ -384,6 +392,12 @@ def train_run(arm: Arm, split: Split, seed: int, budget: Budget) -> Run:
 
     tr, vl, va = measure()
     train_loss, val_loss, val_acc = [tr], [vl], [va]
+
+    def improved(epoch: int, best: int) -> bool:
+        if budget.monitor == "val_acc":
+            return val_acc[epoch] > val_acc[best]
+        return val_loss[epoch] < val_loss[best]
+
     best_epoch, best = 0, [p.data.copy() for p in params]
     projections = row_checks = 0
     ratio = float("nan")
@@ -407,7 +421,7 @@ def train_run(arm: Arm, split: Split, seed: int, budget: Budget) -> Run:
             if not np.isfinite(vl):
                 stopped = "diverged"
                 break
-            if vl < val_loss[best_epoch]:
+            if improved(epoch, best_epoch):
                 best_epoch, best = epoch, [p.data.copy() for p in params]
             elif epoch - best_epoch >= budget.patience:
                 stopped = "patience"

@@ -379,3 +379,13 @@ def test_max_norm_must_be_given_to_the_arm(split):
 
     with pytest.raises(ValueError, match="Arm"):
         train_run(Arm("x", build), split, 0, Budget(1, 1))
+
+
+def test_early_stopping_on_validation_accuracy(split):
+    run = train_run(plain_arm(lr=0.05), split, 0, Budget(200, 4, monitor="val_acc"))
+    assert run.stopped == "patience"
+    assert run.best_epoch == int(np.argmax(run.val_acc)) and run.epochs_run == run.best_epoch + 4
+    assert evaluate(run.model, split.x_val, split.y_val)[1] == max(run.val_acc)
+    assert Budget(3, 4, "val_acc").doubled() == Budget(6, 8, "val_acc")
+    with pytest.raises(ValueError, match="monitor"):
+        Budget(3, 4, "test_acc")

@@ -15,7 +15,7 @@ other layers unchanged), the two networks compute the same function for every ma
 and at test time, and SGD with momentum keeps :math:`W'_t = q W_t` at every step (Srivastava et
 al., 2014, Section 10; Goodfellow's pylearn2 dropout cost, 2013).
 
-API: :func:`to_inverted` ``(model)``.
+API: :func:`to_inverted` ``(model)``; :func:`inverted_max_norm_radii` ``(model, c)``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 from dropoutlib.numpy.nn import Dropout, Linear, Module, ReLU, Sequential
 
-__all__ = ["to_inverted"]
+__all__ = ["inverted_max_norm_radii", "to_inverted"]
 
 
 def to_inverted(model: Sequential) -> Sequential:
@@ -91,3 +91,34 @@ def to_inverted(model: Sequential) -> Sequential:
     if keep is not None:
         raise ValueError("the last dropout layer must be followed by a Linear layer")
     return Sequential(*layers).train(model.training)
+
+
+def inverted_max_norm_radii(model: Sequential, c: float) -> list[float]:
+    r"""Per-layer max-norm radii of the inverted twin of a standard network with radius ``c``.
+
+    A Linear layer that reads a dropout layer with keep probability :math:`q` (directly or
+    through ReLUs) has weights :math:`W' = qW` in the twin, so the constraint
+    :math:`\|w_i\| \le c` becomes :math:`\|w'_i\| \le q\,c`; every other Linear layer keeps
+    :math:`c`. The radii are listed in the order of the Linear layers, as
+    :func:`to_inverted` (with these radii) keeps the two trajectories identical under max-norm.
+
+    Parameters
+    ----------
+    model : Sequential
+        The standard-scaling network (the one passed to :func:`to_inverted`).
+    c : float
+        The paper's radius, in the standard parameterisation.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"expects a Sequential, but got {type(model).__name__}")
+    if isinstance(c, bool) or not isinstance(c, int | float | np.floating) or not c > 0:
+        raise ValueError(f"the radius c must be a number > 0, but got {c!r}")
+    radii: list[float] = []
+    keep = 1.0
+    for layer in model.layers:
+        if isinstance(layer, Dropout):
+            keep = 1.0 - layer.p
+        elif isinstance(layer, Linear):
+            radii.append(keep * float(c))
+            keep = 1.0
+    return radii
