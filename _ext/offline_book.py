@@ -6,6 +6,11 @@ the browser reports ``Identifier 'THEBE_JS_URL' has already been declared``. Liv
 is switched off in ``_config.yml`` (``launch_buttons.thebe: false``), so those scripts serve no
 purpose: this extension drops them from every page.
 
+The status page's table (``{exec-status}``) lists every executed chapter in three columns
+(chapter, run time, status in words): myst-nb's ``nb-exec-table`` has five columns that a
+phone cuts off, marks status with emoji that render as empty boxes without an emoji font, and
+lists the status page itself.
+
 The Library reference (``book/api/``) documents every object of ``dropoutlib`` once, in the
 module that defines it (``dropoutlib.numpy.functional.dropout``). Readers import many of them
 from a package (``from dropoutlib.numpy import dropout``), so a cross-reference to that path
@@ -22,6 +27,8 @@ from docutils import nodes
 from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util.docutils import SphinxDirective
 
 
 def _is_thebe(script: Any) -> bool:
@@ -129,7 +136,84 @@ def drop_type_docstrings(
         lines.clear()
 
 
+class ExecStatusNode(nodes.General, nodes.Element):
+    """Placeholder for the execution-status table, filled in once every chapter is read."""
+
+
+class ExecStatusDirective(SphinxDirective):
+    """``{exec-status}``: a table of the executed notebooks of this build (not this page)."""
+
+    def run(self) -> list[nodes.Node]:
+        from myst_nb.ext.execution_tables import METADATA_KEY
+        from myst_nb.sphinx_ import NbMetadataCollector
+
+        # The same flag as nb-exec-table: myst-nb re-reads this page when a chapter changes.
+        NbMetadataCollector.set_doc_data(self.env, self.env.docname, METADATA_KEY, True)
+        return [ExecStatusNode()]
+
+
+class ExecStatusTransform(SphinxPostTransform):
+    """Replace the placeholder with chapter | run time (s) | status."""
+
+    default_priority = 8  # before the reference resolvers, so the chapter links resolve
+
+    def run(self, **kwargs: Any) -> None:
+        from myst_nb.sphinx_ import NbMetadataCollector
+
+        data = NbMetadataCollector.get_doc_data(self.env)
+        for node in list(self.document.findall(ExecStatusNode)):
+            rows = []
+            for docname in sorted(data):
+                exec_data = data[docname].get("exec_data")
+                if not exec_data or docname == self.env.docname:
+                    continue
+                runtime = exec_data.get("runtime")
+                rows.append(
+                    (
+                        docname,
+                        "-" if runtime is None else f"{runtime:.1f}",
+                        "executed" if exec_data.get("succeeded") is True else "FAILED",
+                    )
+                )
+            node.replace_self(self._table(rows))
+
+    def _table(self, rows: list[tuple[str, str, str]]) -> nodes.table:
+        table = nodes.table(classes=["colwidths-auto", "exec-status"])
+        group = nodes.tgroup(cols=3)
+        table += group
+        for _ in range(3):
+            group += nodes.colspec(colwidth=1)
+        head, body = nodes.thead(), nodes.tbody()
+        group += [head, body]
+        head += self._row(["Chapter", "Run time (s)", "Status"])
+        for docname, runtime, status in rows:
+            link = pending_xref(
+                refdoc=self.env.docname,
+                reftarget="/" + docname,
+                reftype="doc",
+                refdomain="std",
+                refexplicit=False,
+                refwarn=True,
+            )
+            link += nodes.inline(text=docname)
+            head_cell = nodes.paragraph()
+            head_cell += link
+            body += self._row([head_cell, runtime, status])
+        return table
+
+    @staticmethod
+    def _row(cells: list[Any]) -> nodes.row:
+        row = nodes.row()
+        for cell in cells:
+            para = cell if isinstance(cell, nodes.paragraph) else nodes.paragraph(text=cell)
+            row += nodes.entry("", para)
+        return row
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_node(ExecStatusNode)
+    app.add_directive("exec-status", ExecStatusDirective)
+    app.add_post_transform(ExecStatusTransform)
     app.connect("autodoc-process-docstring", drop_type_docstrings, priority=400)
     keep_attribute_docstrings_whole()
     app.connect("html-page-context", drop_thebe_scripts, priority=900)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from pathlib import Path
 
 import yaml
@@ -52,3 +55,37 @@ def test_launch_buttons_point_at_the_repository_in_the_setup_cells():
     assert config["launch_buttons"]["thebe"] is False
     for nb in sorted((ROOT / "book").glob("*.ipynb")):
         assert f"git+{url}" in nb.read_text(), f"{nb.name}: the setup cell installs from {url}"
+
+
+def test_readme_quick_start_prints_what_the_readme_says():
+    """The README's library quick-start runs and prints the output shown under it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Library quick-start", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shown = re.search(r"```text\n(.*?)```", section, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 6
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue() == shown
+
+
+def test_front_door_files_exist_and_agree():
+    """Citation, Binder and the published-book link: present, and pointing at this repository."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url = config["repository"]["url"]
+    owner, name = url.rstrip("/").split("/")[-2:]
+    pages = f"https://{owner}.github.io/{name}/"
+    assert pages in (ROOT / "README.md").read_text()
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"].startswith("1.2")
+    assert cff["repository-code"] == url and cff["url"] == pages
+    assert cff["license"] == "MIT"
+    lines = (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+    binder = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    assert ".[book]" in binder
+    assert not any(p in " ".join(binder) for p in ("jupyter-book", "playwright", "pytest"))
+    assert (ROOT / config["html"]["favicon"]).stat().st_size > 200
+    footer = config["html"]["extra_footer"]
+    for path in re.findall(r"blob/main/([\w.-]+)", footer):
+        assert (ROOT / path).exists(), f"the footer links {path}, which the repository lacks"

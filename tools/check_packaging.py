@@ -109,10 +109,14 @@ def clean(text):
     return text
 
 def texts(cell):
+    # Consecutive writes to one stream are joined (how they split into outputs is timing).
     out = []
     for o in cell.get("outputs", []):
         if o["output_type"] == "stream":
-            out.append((o["name"], clean(o["text"])))
+            if out and out[-1][0] == o["name"]:
+                out[-1] = (o["name"], out[-1][1] + clean(o["text"]))
+            else:
+                out.append((o["name"], clean(o["text"])))
         elif "text/plain" in o.get("data", {}):
             out.append(("text/plain", clean(o["data"]["text/plain"])))
         elif o["output_type"] == "error":

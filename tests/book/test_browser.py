@@ -3,9 +3,12 @@
 For each page of the table of contents: HTTP 200, no console or page errors, no request leaving
 localhost (the book must read fully offline), math typeset by the local MathJax with no raw TeX
 left in the text, every image loaded and described, code cells with outputs on chapter pages,
-and no horizontal overflow at a phone width. Internal links and anchors are checked over the
-whole site. Full-page screenshots of the intro and one chapter (desktop and phone widths) are
-saved under ``_build/screenshots/`` for a person to look at.
+and no horizontal overflow at a phone width. Display equations are measured on every page at
+1280 px and 390 px: none may be wider than the column at 1280 px; at 390 px a page may have at
+most PHONE_EQUATION_BUDGET that scroll (sideways, visibly). One search field, a favicon and the
+licences in the footer. Internal links and anchors are checked over the whole site. Full-page
+screenshots of a few pages (desktop and phone widths) are saved under ``_build/screenshots/``
+for a person to look at.
 """
 
 from __future__ import annotations
@@ -75,6 +78,29 @@ OVERFLOW_JS = """(width) => {
   }
   return {scrollWidth: document.documentElement.scrollWidth, offenders: out.slice(0, 10)};
 }"""
+
+
+# Display equations measured per page: the formula plus its number must fit the column.
+EQUATIONS_JS = """() => Array.from(document.querySelectorAll('div.math')).map(div => {
+  const math = div.querySelector('mjx-container > mjx-math');
+  const eqno = div.querySelector('.eqno');
+  const mathWidth = math ? math.getBoundingClientRect().width : div.scrollWidth;
+  const eqnoWidth = eqno ? eqno.getBoundingClientRect().width : 0;
+  return {id: div.id || (eqno ? eqno.textContent.trim() : ''),
+          need: Math.ceil(mathWidth + eqnoWidth), column: div.clientWidth,
+          scrolls: getComputedStyle(div).overflowX === 'auto'};
+})"""
+# At 390 px, a page may have this many display equations wider than the column (they scroll).
+# Budget for the chapters' authors: break long equations with aligned/multline to stay within.
+PHONE_EQUATION_BUDGET = 3
+
+
+def too_wide(equations: list[dict]) -> list[str]:
+    return [
+        f"{e['id'] or '?'} needs {e['need']} px of {e['column']}"
+        for e in equations
+        if e["need"] > e["column"] + 1
+    ]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -206,12 +232,65 @@ def test_nothing_overflows_at_phone_width(browser, server, page):
     assert not result["offenders"], result
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_display_equations_fit_the_column_at_desktop_width(visits, page):
+    wide = too_wide(visits[page].page.evaluate(EQUATIONS_JS))
+    assert not wide, f"{len(wide)} display equations wider than the column at 1280 px: {wide}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_few_display_equations_scroll_at_phone_width(browser, server, page):
+    visit = PageVisit(browser, server, page, PHONE)
+    try:
+        equations = visit.page.evaluate(EQUATIONS_JS)
+    finally:
+        visit.close()
+    assert all(e["scrolls"] for e in equations), "display math must scroll sideways (book.css)"
+    wide = too_wide(equations)
+    assert len(wide) <= PHONE_EQUATION_BUDGET, (
+        f"{len(wide)} display equations scroll at 390 px (budget {PHONE_EQUATION_BUDGET}): {wide}"
+    )
+
+
+def test_phone_column_width_is_what_the_figure_style_assumes(browser, server):
+    """dropoutlib.plotting sizes fonts for a phone column of PHONE_COLUMN_PX CSS pixels."""
+    from dropoutlib.plotting import PHONE_COLUMN_PX
+
+    visit = PageVisit(browser, server, CHAPTERS[0], PHONE)
+    try:
+        width = visit.page.evaluate(
+            "() => document.querySelector('article.bd-article, main').clientWidth"
+        )
+    finally:
+        visit.close()
+    assert abs(width - PHONE_COLUMN_PX) <= 16, width
+
+
+def test_one_search_field_favicon_and_licences(visits):
+    page = visits[CHAPTERS[0]].page
+    visible = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.search-button-field'))
+               .filter(e => e.offsetParent !== null).length"""
+    )
+    assert visible == 1, f"{visible} search fields visible at 1280 px"
+    header = page.evaluate(
+        "() => { const h = document.querySelector('.bd-header');"
+        " return h ? h.getBoundingClientRect().height : 0; }"
+    )
+    assert header == 0
+    icon = page.evaluate("() => document.querySelector('link[rel=icon]')?.href || ''")
+    assert icon.endswith("favicon.png"), icon
+    footer = page.evaluate("() => document.querySelector('footer').innerText")
+    assert "MIT license" in footer and "CC BY 4.0" in footer, footer
+
+
 def test_screenshots_for_review(browser, server):
-    """Full-page screenshots of the intro and the first chapter (desktop and phone)."""
+    """Full-page screenshots of a few pages (desktop and phone) for a person to look at."""
     if SCREENSHOTS.exists():
         shutil.rmtree(SCREENSHOTS)
     SCREENSHOTS.mkdir(parents=True)
-    for page in (PAGES[0], CHAPTERS[0]):
+    chosen = [PAGES[0], *CHAPTERS[:2], "book/api/numpy", "book/status"]
+    for page in [p for p in chosen if p in PAGES]:
         for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             visit = PageVisit(browser, server, page, viewport)
             try:
