@@ -32,7 +32,7 @@ from dropoutlib.numpy.philox import (
     philox_keep_mask,
 )
 from dropoutlib.triton import seeded_dropout_backward, seeded_dropout_forward, seeded_keep_mask
-from dropoutlib.triton.dropout import _launch, _philox_words
+from dropoutlib.triton.dropout import LAYOUTS, _launch, _levels, _philox_words
 
 pytestmark = pytest.mark.skipif(
     DEVICE != "cpu" and not torch.cuda.is_available(),
@@ -161,8 +161,63 @@ def test_mask_does_not_depend_on_block_size_shape_or_index_layout():
     assert ys[0].shape == x.shape
     flat = seeded_dropout_forward(x.reshape(-1), 0.4, seed=5, offset=1, block=32)
     assert torch.equal(flat, ys[0].reshape(-1))
-    spread = _launch(x, 0.4, 5, 1, 32, spread_index=True)
-    assert torch.equal(spread, ys[0])
+    # variants and layouts: test_every_variant_and_layout_matches_the_reference_at_every_depth
+
+
+def test_refinement_depth_from_the_threshold():
+    # the deepest level whose threshold byte can decide a tie; 0 means no refinement code
+    assert [_levels(t) for t in (0, 1 << 31, 3 << 30, 0x40800000, 0x40808000, 0x1999999A)] == [
+        0,
+        0,
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert _levels(int(_drop_threshold(0.5))) == 0
+    assert _levels(int(_drop_threshold(0.1))) == 3
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("variant", ["eager", "lazy"])
+def test_every_variant_and_layout_matches_the_reference_at_every_depth(variant, layout):
+    """Each kernel configuration the benchmark may choose, word for word, ties forced.
+
+    Thresholds of refinement depth (``_levels``) 0, 2 and 3, with forced ties at element k that
+    reach levels 2 and 3; depth 1 and more of 2 (other branch structure, same layout code) for the
+    interleave layout only, to bound the compilations when the tests run compiled on a GPU.
+    The output is compared bit for bit (x has no zeros, so it also pins the mask).
+    """
+    n, seed, offset, k = 2600, 99, 4, 1500
+    words = philox_dropout_words(n, seed, offset)
+    w = int(words[k])
+    thresholds = [1 << 31, int(_drop_threshold(0.1))]
+    thresholds += [w, (w & 0xFFFF0000) | 0x8000, (w & 0xFFFFFF00) | 0x01]
+    depths = {0, 2, 3}
+    if layout == "interleave":
+        thresholds += [0x40800000, 0x40808000, (w & 0xFFFF0000) | 0x80]
+        depths = {0, 1, 2, 3}
+    assert {_levels(t) for t in thresholds} == depths
+    x = _randn(n, seed=k)
+    assert torch.all(x != 0)
+    for t in thresholds:
+        p = _p_for_threshold(t)
+        expected = philox_keep_mask(n, t, seed, offset)
+        y = _launch(x, p, seed, offset, 32, variant=variant, layout=layout, num_warps=1)
+        ref = x.cpu().numpy() * expected * inverted_scale(p, np.float32)
+        np.testing.assert_array_equal(
+            y.cpu().numpy().view(np.uint32), ref.view(np.uint32), err_msg=f"t={t:#010x}"
+        )
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_the_biased_variant_compares_one_byte_only(layout):
+    # FlashAttention's corner, kept to price exactness: keep iff the top byte >= t's top byte
+    n, t = 3000, int(_drop_threshold(0.1))
+    words = philox_dropout_words(n, 7, 0)
+    km = seeded_keep_mask(n, 0.1, 7, 0, device=DEVICE, block=32, variant="biased", layout=layout)
+    np.testing.assert_array_equal(km.cpu().numpy(), (words >> 24) >= (t >> 24))
+    assert not np.array_equal(km.cpu().numpy(), philox_keep_mask(n, t, 7, 0))  # ties differ
 
 
 def test_backward_regenerates_the_forward_mask_bit_for_bit():
@@ -244,6 +299,10 @@ def test_edge_cases_and_errors():
         seeded_keep_mask(5, 0.5, 1, 2.7, device=DEVICE)
     with pytest.raises(ValueError, match="power of two"):
         seeded_dropout_forward(x, 0.5, seed=1, block=48)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        _launch(x, 0.5, 1, 0, 32, variant="exact")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        seeded_keep_mask(5, 0.5, 1, device=DEVICE, layout="tiles")
     with pytest.raises(ValueError, match="between 0 and 1"):
         seeded_keep_mask(5, 1.5, 1, device=DEVICE)
 

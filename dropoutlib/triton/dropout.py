@@ -17,10 +17,18 @@ reads its byte of level 1, counter :math:`(g, \text{offset}, 1, 0)`, against the
 exactly. The level is counter word :math:`c_2` and the stream is :math:`c_1`, so no two
 (offset, level) pairs share a counter.
 
-**Laziness is per program.** Triton computes on whole blocks, so a program computes level
-:math:`\ell` for all its groups when any of its elements is still undecided (nearly always for
-level 1 at large blocks, rarely for levels 2 and 3), and never when the threshold's remaining
-bytes are zero (then every tie is a keep: :math:`p = 1/2` never refines).
+**Refinement per program.** Triton computes on whole blocks, and a branch needs a block-wide
+reduction (shared memory and barriers), so the refinement is arranged around few branches. The
+host passes the deepest level whose threshold byte can matter (``LEVELS``, a compile-time
+constant): 0 when the low 24 bits of :math:`t` are zero (:math:`p = 1/2, 1/4, 3/4`), and
+then the kernel has no refinement and no reduction at all. Otherwise the ``"eager"`` variant
+(default) computes level 1 for every group without asking (a second Philox call per 16
+elements; in a program of :math:`16 \cdot 128` elements some element ties at level 0 with
+probability :math:`1 - (255/256)^{2048} \approx 1`, so asking would not save it) and
+branches once, on a tie after two bytes (probability :math:`\approx 2048/2^{16} \approx 3\%`
+per program), for levels 2 and 3; ``"lazy"`` branches before every level. ``"biased"`` stops
+after one byte (FlashAttention's corner, for pricing exactness only). Variant, layout, block
+and warps change the speed, never the mask (``"biased"`` aside).
 
 **Counters are uint32.** The kernel calls ``tl.philox`` with four explicit uint32 counter words.
 Triton picks the Philox variant from the counters' width, and some releases turned a uint64
@@ -44,6 +52,21 @@ __all__ = ["DEFAULT_BLOCK", "seeded_dropout_backward", "seeded_dropout_forward",
 
 #: Philox calls (groups of 16 elements) per program; a program handles ``16 * block`` elements.
 DEFAULT_BLOCK = 128
+#: Warps per program (Triton's ``num_warps``).
+DEFAULT_NUM_WARPS = 4
+#: How ties are refined: "eager" computes level 1 for every group with no reduction and
+#: reduces once (per program) before levels 2-3; "lazy" reduces before every level;
+#: "biased" never refines (FlashAttention's single byte: P(keep) is off by up to 2**-8).
+DEFAULT_VARIANT = "eager"
+#: How flags meet data: "interleave" (flags interleaved from the four words, data loaded
+#: from a plain range, one layout conversion), "rows" (a (block, 16) tile: byte ``b`` of word
+#: ``j`` selected per column, loads in the same tile, no conversion), "spread" (indices
+#: interleaved like the flags: no conversion, but no vectorised loads either).
+DEFAULT_LAYOUT = "interleave"
+VARIANTS = ("eager", "lazy", "biased")
+LAYOUTS = ("interleave", "rows", "spread")
+_VARIANT_CODE = {"eager": 1, "lazy": 0, "biased": -1}
+_LAYOUT_CODE = {"interleave": 0, "rows": 1, "spread": 2}
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MAX_NUMEL = 1 << 35  # groups below 2**31: int32 group arithmetic; uint32 counter word c0
 _NOT_SPECIALIZED = [
@@ -60,8 +83,12 @@ def _spread4(a0, a1, a2, a3):
 
 
 @triton.jit
-def _level_bytes(seed, groups, offset, level):
-    """Byte of level ``level`` of each of the ``16 * len(groups)`` elements, element order."""
+def _level_bytes(seed, groups, offset, level, ROWS: tl.constexpr):
+    """Byte of level ``level`` of each of the ``16 * len(groups)`` elements.
+
+    Element order (a flat block) when ``ROWS`` is false; a ``(len(groups), 16)`` tile whose
+    column ``4j + b`` is byte ``b`` of word ``j`` when ``ROWS`` is true.
+    """
     c0 = groups.to(tl.uint32)
     c1 = (c0 * 0 + offset).to(tl.uint32)
     c2 = (c0 * 0 + level).to(tl.uint32)
@@ -71,35 +98,88 @@ def _level_bytes(seed, groups, offset, level):
     tl.static_assert(c2.dtype == tl.uint32)
     tl.static_assert(c3.dtype == tl.uint32)
     r0, r1, r2, r3 = tl.philox(seed, c0, c1, c2, c3)
-    words = _spread4(r0, r1, r2, r3)  # word j of group g at 4g + j
-    return _spread4(words & 0xFF, (words >> 8) & 0xFF, (words >> 16) & 0xFF, words >> 24)
+    if ROWS:
+        column = tl.arange(0, 16)[None, :]
+        word = tl.where(
+            column < 8,
+            tl.where(column < 4, r0[:, None], r1[:, None]),
+            tl.where(column < 12, r2[:, None], r3[:, None]),
+        )
+        shift = ((column & 3) * 8).to(tl.uint32)
+        out = (word >> shift) & 0xFF
+    else:
+        words = _spread4(r0, r1, r2, r3)  # word j of group g at 4g + j
+        out = _spread4(words & 0xFF, (words >> 8) & 0xFF, (words >> 16) & 0xFF, words >> 24)
+    return out
 
 
 @triton.jit
-def _keep_block(seed, offset, threshold, pid, BLOCK: tl.constexpr, EXACT: tl.constexpr):
-    """Keep flags of the ``16 * BLOCK`` elements of program ``pid``: ``W >= t``, byte first."""
+def _any(flags, ROWS: tl.constexpr):
+    """Whether any flag of the block is set (one block-wide reduction)."""
+    if ROWS:
+        count = tl.max(tl.max(flags.to(tl.int32), axis=1), axis=0)
+    else:
+        count = tl.max(flags.to(tl.int32), axis=0)
+    return count > 0
+
+
+@triton.jit
+def _refine(seed, groups, offset, t, keep, tie, level: tl.constexpr, ROWS: tl.constexpr):
+    """Decide the elements still tied after ``level - 1`` by their byte of level ``level``."""
+    level_bytes = _level_bytes(seed, groups, offset, level, ROWS)
+    t_byte = (t >> (24 - 8 * level)) & 0xFF
+    return keep | (tie & (level_bytes > t_byte)), tie & (level_bytes == t_byte)
+
+
+@triton.jit
+def _keep_block(
+    seed,
+    offset,
+    threshold,
+    pid,
+    BLOCK: tl.constexpr,
+    LEVELS: tl.constexpr,
+    VARIANT: tl.constexpr,
+    ROWS: tl.constexpr,
+):
+    """Keep flags of the ``16 * BLOCK`` elements of program ``pid``: ``W >= t``, byte first.
+
+    ``LEVELS`` (from the host) is the deepest level whose threshold byte can still matter:
+    after a tie at level ``LEVELS`` the rest of ``t`` is zero, so the tie is a keep. It is 0
+    for ``p = 1/2, 1/4, 3/4``: those kernels contain no refinement and no reduction at all.
+    """
     groups = pid * BLOCK + tl.arange(0, BLOCK)
     t = threshold.to(tl.uint32)
-    top = _level_bytes(seed, groups, offset, 0)
+    top = _level_bytes(seed, groups, offset, 0, ROWS)
     keep = top > (t >> 24)
-    undecided = top == (t >> 24)
-    if EXACT:
-        for level in tl.static_range(1, 4):
-            rest = t & ((1 << (32 - 8 * level)) - 1)  # threshold bits below this level
-            # refine only if some element is still tied and the tie is not already a keep
-            pending = tl.max(undecided.to(tl.int32), axis=0) * (rest != 0).to(tl.int32)
-            if pending > 0:
-                level_bytes = _level_bytes(seed, groups, offset, level)
-                t_byte = (t >> (24 - 8 * level)) & 0xFF
-                keep = keep | (undecided & (level_bytes > t_byte))
-                undecided = undecided & (level_bytes == t_byte)
-    return keep | undecided  # four equal bytes (or an all-zero rest of t): W >= t
+    tie = top == (t >> 24)
+    if VARIANT == 1:  # eager: level 1 everywhere, no reduction; levels 2-3 behind one
+        if LEVELS >= 1:
+            keep, tie = _refine(seed, groups, offset, t, keep, tie, 1, ROWS)
+        if LEVELS >= 2:
+            if _any(tie, ROWS):  # P = 16 BLOCK / 2**16 per program
+                keep, tie = _refine(seed, groups, offset, t, keep, tie, 2, ROWS)
+                if LEVELS >= 3:
+                    keep, tie = _refine(seed, groups, offset, t, keep, tie, 3, ROWS)
+    elif VARIANT == 0:  # lazy: a reduction before each level
+        if LEVELS >= 1:
+            if _any(tie, ROWS):
+                keep, tie = _refine(seed, groups, offset, t, keep, tie, 1, ROWS)
+                if LEVELS >= 2:
+                    if _any(tie, ROWS):
+                        keep, tie = _refine(seed, groups, offset, t, keep, tie, 2, ROWS)
+                        if LEVELS >= 3:
+                            keep, tie = _refine(seed, groups, offset, t, keep, tie, 3, ROWS)
+    return keep | tie  # four equal bytes (or an all-zero rest of t): W >= t
 
 
 @triton.jit
-def _element_index(pid, BLOCK: tl.constexpr, SPREAD_INDEX: tl.constexpr):
+def _element_index(pid, BLOCK: tl.constexpr, LAYOUT: tl.constexpr):
     """Indices of program ``pid``'s elements (int64), laid out like :func:`_keep_block`'s flags."""
-    if SPREAD_INDEX:  # built by the same interleaves as the flags: no layout conversion needed
+    if LAYOUT == 1:  # rows: a (BLOCK, 16) tile, contiguous along the rows
+        first = (pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)) * 16
+        index = first[:, None] + tl.arange(0, 16)[None, :]
+    elif LAYOUT == 2:  # built by the same interleaves as the flags: no layout conversion
         first = (pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)) * 16
         quads = _spread4(first, first + 4, first + 8, first + 12)
         index = _spread4(quads, quads + 1, quads + 2, quads + 3)
@@ -118,12 +198,13 @@ def _seeded_dropout_kernel(
     threshold,
     scale,
     BLOCK: tl.constexpr,
-    EXACT: tl.constexpr,
-    SPREAD_INDEX: tl.constexpr,
+    LEVELS: tl.constexpr,
+    VARIANT: tl.constexpr,
+    LAYOUT: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    keep = _keep_block(seed, offset, threshold, pid, BLOCK, EXACT)
-    index = _element_index(pid, BLOCK, SPREAD_INDEX)
+    keep = _keep_block(seed, offset, threshold, pid, BLOCK, LEVELS, VARIANT, LAYOUT == 1)
+    index = _element_index(pid, BLOCK, LAYOUT)
     inside = index < n
     src = tl.load(src_ptr + index, mask=inside).to(tl.float32)
     out = src * keep.to(tl.float32) * scale  # (x * m) * c, as torch and dropoutlib.numpy
@@ -131,10 +212,20 @@ def _seeded_dropout_kernel(
 
 
 @triton.jit(do_not_specialize=_NOT_SPECIALIZED)
-def _keep_mask_kernel(mask_ptr, n, seed, offset, threshold, BLOCK: tl.constexpr):
+def _keep_mask_kernel(
+    mask_ptr,
+    n,
+    seed,
+    offset,
+    threshold,
+    BLOCK: tl.constexpr,
+    LEVELS: tl.constexpr,
+    VARIANT: tl.constexpr,
+    LAYOUT: tl.constexpr,
+):
     pid = tl.program_id(0)
-    keep = _keep_block(seed, offset, threshold, pid, BLOCK, True)
-    index = _element_index(pid, BLOCK, False)
+    keep = _keep_block(seed, offset, threshold, pid, BLOCK, LEVELS, VARIANT, LAYOUT == 1)
+    index = _element_index(pid, BLOCK, LAYOUT)
     tl.store(mask_ptr + index, keep.to(tl.int8), mask=index < n)
 
 
@@ -168,6 +259,31 @@ def _check_block(block: int) -> None:
         raise ValueError(f"block must be a power of two, but got {block!r}")
 
 
+def _levels(threshold: int) -> int:
+    r"""Deepest refinement level whose threshold byte matters: 0 when ``t``'s low 24 bits are 0.
+
+    After a tie through level :math:`\ell` the element is kept iff the remaining bytes of
+    :math:`W` are at least :math:`t \bmod 2^{24 - 8\ell}`; when that rest is 0 every such tie
+    is a keep, so level :math:`\ell + 1` is never needed.
+    """
+    for level, rest in ((3, 0xFF), (2, 0xFFFF), (1, 0xFFFFFF)):
+        if threshold & rest:
+            return level
+    return 0
+
+
+def _kernel_options(
+    block: int, variant: str, layout: str, num_warps: int | None
+) -> tuple[int, int, dict[str, int]]:
+    _check_block(block)
+    if variant not in _VARIANT_CODE:
+        raise ValueError(f"variant must be one of {VARIANTS}, but got {variant!r}")
+    if layout not in _LAYOUT_CODE:
+        raise ValueError(f"layout must be one of {LAYOUTS}, but got {layout!r}")
+    options = {"num_warps": DEFAULT_NUM_WARPS if num_warps is None else num_warps}
+    return _VARIANT_CODE[variant], _LAYOUT_CODE[layout], options
+
+
 def _launch(
     src: torch.Tensor,
     p: float,
@@ -175,13 +291,15 @@ def _launch(
     offset: int,
     block: int,
     *,
-    exact: bool = True,
-    spread_index: bool = False,
+    variant: str = DEFAULT_VARIANT,
+    layout: str = DEFAULT_LAYOUT,
     num_warps: int | None = None,
 ) -> torch.Tensor:
+    """Launch the dropout kernel; ``variant``, ``layout`` and ``num_warps`` change speed only
+    (except ``variant="biased"``, which drops with probability ``ceil(t / 2**24) / 2**8``)."""
     p = check_probability(p)
     seed, offset = check_seed_offset(seed, offset, offset_bits=32)
-    _check_block(block)
+    variant_code, layout_code, options = _kernel_options(block, variant, layout, num_warps)
     if not isinstance(src, torch.Tensor) or src.dtype not in _DTYPES:
         raise TypeError(f"expected a float32, float16 or bfloat16 tensor, but got {src!r:.60}")
     if src.numel() > _MAX_NUMEL:
@@ -199,9 +317,20 @@ def _launch(
     grid = (triton.cdiv(n, 16 * block),)
     threshold = int(_drop_threshold(p))
     scale = float(inverted_scale(p, np.float32))  # fl(1 / fl(1 - p)), as torch rounds it
-    options = {} if num_warps is None else {"num_warps": num_warps}
+    levels = _levels(threshold)
     _seeded_dropout_kernel[grid](
-        src, out, n, seed, offset, threshold, scale, block, exact, spread_index, **options
+        src,
+        out,
+        n,
+        seed,
+        offset,
+        threshold,
+        scale,
+        block,
+        levels,
+        variant_code,
+        layout_code,
+        **options,
     )
     return out
 
@@ -244,11 +373,18 @@ def seeded_keep_mask(
     *,
     device: str | torch.device = "cuda",
     block: int = DEFAULT_BLOCK,
+    variant: str = DEFAULT_VARIANT,
+    layout: str = DEFAULT_LAYOUT,
+    num_warps: int | None = None,
 ) -> torch.Tensor:
-    """The bool keep mask of ``(seed, offset)`` for ``n`` elements (for checks and stored modes)."""
+    """The bool keep mask of ``(seed, offset)`` for ``n`` elements (for checks and stored modes).
+
+    ``block``, ``variant`` (``"eager"`` or ``"lazy"``), ``layout`` and ``num_warps`` select the
+    kernel configuration; the mask does not depend on them (``variant="biased"`` aside).
+    """
     p = check_probability(p)
     seed, offset = check_seed_offset(seed, offset, offset_bits=32)
-    _check_block(block)
+    variant_code, layout_code, options = _kernel_options(block, variant, layout, num_warps)
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= _MAX_NUMEL:
         raise ValueError(f"n must be an integer in [0, 2**35], but got {n!r}")
     mask = torch.empty(n, dtype=torch.int8, device=device)
@@ -256,7 +392,19 @@ def seeded_keep_mask(
         return mask.fill_(int(p == 0.0)).bool()
     _check_interpreter(mask)
     grid = (triton.cdiv(n, 16 * block),)
-    _keep_mask_kernel[grid](mask, n, seed, offset, int(_drop_threshold(p)), block)
+    threshold = int(_drop_threshold(p))
+    _keep_mask_kernel[grid](
+        mask,
+        n,
+        seed,
+        offset,
+        threshold,
+        block,
+        _levels(threshold),
+        variant_code,
+        layout_code,
+        **options,
+    )
     return mask.bool()
 
 
