@@ -10,12 +10,15 @@ within 1.1x of bool, seeded within 2x of bool, every mode at most 0.5x of torch'
 
 GPU (when CUDA is available): first the compiled kernels are checked against the NumPy
 Philox4x32 reference (raw words, masks element for element at several p and at forced
-ties, forward, regenerated backward, bfloat16 rounding), and the results recorded. Then the
+ties, forward, regenerated backward, bfloat16 rounding; every swept variant and layout), and
+the results recorded. Then a sweep of kernel configurations at 2**28 (layout x block/warps at
+p = 0.5, then the eager/lazy refinement at the two best, biased one-byte for reference) picks
+one configuration per dtype (``device.chosen`` in the JSON) for the headline rows: the
 Triton seeded kernels (:mod:`dropoutlib.triton`, byte-first, 16 elements per Philox call)
 forward and backward at p = 0.5 (ties never refined) and p = 0.1 (refined) against
 ``y.copy_(x)``, ``torch.native_dropout`` forward (writes a 1-byte mask) and
 ``native_dropout_backward``, float32 and bfloat16, sizes 2**24 .. 2**28, timed with
-``triton.testing.do_bench`` (median); a sweep of kernel configurations at 2**28; the random
+``triton.testing.do_bench`` (median); the random
 bits read and computed per element. Issue-15 targets: seeded forward and backward <= 1.1x
 copy. Writes ``fast_gpu.json`` with the card's name and the torch, Triton and CUDA versions.
 
@@ -173,10 +176,24 @@ def _bench(fn: Any) -> float:
     return float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
 
 
-def _gpu_size(dtype: Any, n: int, device: str = "cuda") -> list[dict[str, Any]]:
+def _gpu_size(
+    dtype: Any, n: int, config: dict[str, Any], device: str = "cuda"
+) -> list[dict[str, Any]]:
     import torch
 
-    from dropoutlib.triton import seeded_dropout_backward, seeded_dropout_forward
+    from dropoutlib.triton.dropout import _launch
+
+    def seeded(t: Any, p: float) -> Any:  # forward and backward: the same kernel, on x or g
+        return _launch(
+            t,
+            p,
+            123,
+            0,
+            config["block"],
+            variant=config["variant"],
+            layout=config["layout"],
+            num_warps=config["num_warps"],
+        )
 
     s = torch.finfo(dtype).bits // 8
     gen = torch.Generator(device=device).manual_seed(n)
@@ -194,8 +211,8 @@ def _gpu_size(dtype: Any, n: int, device: str = "cuda") -> list[dict[str, Any]]:
         ),
     }
     for p in GPU_PS:
-        ops[f"seeded fwd p={p}"] = (lambda p=p: seeded_dropout_forward(x, p, 123), 2 * s, p)
-        ops[f"seeded bwd p={p}"] = (lambda p=p: seeded_dropout_backward(g, p, 123), 2 * s, p)
+        ops[f"seeded fwd p={p}"] = (lambda p=p: seeded(x, p), 2 * s, p)
+        ops[f"seeded bwd p={p}"] = (lambda p=p: seeded(g, p), 2 * s, p)
     ms = {name: _bench(fn) for name, (fn, _, _) in ops.items()}
     rows = []
     for name, (_, nbytes, p) in ops.items():
@@ -215,60 +232,112 @@ def _gpu_size(dtype: Any, n: int, device: str = "cuda") -> list[dict[str, Any]]:
     return rows
 
 
-def _gpu_sweep(n: int, device: str = "cuda") -> list[dict[str, Any]]:
-    """Kernel configurations at one size, p = 0.1 (ties refined): block, warps, index layout.
+SWEEP_LAYOUTS = ("interleave", "rows")
+SWEEP_SHAPES = ((32, 1), (64, 2), (128, 4), (256, 8))  # (block, num_warps)
 
-    Also the biased 8-bit kernel (no refinement, FlashAttention's corner) at the default
-    configuration, to price exactness. The mask does not depend on any of these.
+
+def _sweep_dtype(x: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Stages A and B of :func:`_gpu_sweep` on ``x``; rows appended; the chosen config."""
+    import torch
+
+    from dropoutlib.triton.dropout import _launch
+
+    name, n = str(x.dtype).removeprefix("torch."), x.numel()
+    y = torch.empty_like(x)
+    copy_ms = _bench(lambda: y.copy_(x))
+
+    def run(p: float, variant: str, layout: str, block: int, warps: int) -> float | None:
+        row = {"dtype": name, "log2n": n.bit_length() - 1, "p": p, "variant": variant}
+        row |= {"layout": layout, "block": block, "num_warps": warps, "copy_ms": copy_ms}
+        try:
+            ms = _bench(
+                lambda: _launch(
+                    x, p, 123, 0, block, variant=variant, layout=layout, num_warps=warps
+                )
+            )
+        except Exception as error:  # record it, keep sweeping
+            rows.append(row | {"ms": None, "x_copy": None, "error": repr(error)[:300]})
+            return None
+        rows.append(row | {"ms": ms, "x_copy": ms / copy_ms})
+        return ms / copy_ms
+
+    stage_a = {}
+    for layout in SWEEP_LAYOUTS:
+        for block, warps in SWEEP_SHAPES:
+            ratio = run(0.5, "eager", layout, block, warps)  # the variant is moot at p = 1/2
+            if ratio is not None:
+                stage_a[(layout, block, warps)] = ratio
+    best = sorted(stage_a, key=stage_a.__getitem__)[:2]
+    scores = {}
+    for layout, block, warps in best:
+        for variant in ("eager", "lazy"):
+            ratio = run(0.1, variant, layout, block, warps)
+            if ratio is not None:
+                scores[(variant, layout, block, warps)] = max(
+                    ratio, stage_a[(layout, block, warps)]
+                )
+    if best:
+        run(0.1, "biased", *best[0])
+    if not scores:
+        return None
+    key = min(scores, key=scores.__getitem__)
+    variant, layout, block, warps = key
+    return {
+        "variant": variant,
+        "layout": layout,
+        "block": block,
+        "num_warps": warps,
+        "max_x_copy": scores[key],
+        "source": "sweep",
+    }
+
+
+def _gpu_sweep(n: int, device: str = "cuda") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Kernel configurations at one size, forward only (the backward is the same kernel).
+
+    Stage A, p = 1/2 (no refinement compiled in: only layout, block and warps matter):
+    every layout in ``SWEEP_LAYOUTS`` at every (block, warps) in ``SWEEP_SHAPES``. Stage B,
+    p = 0.1 (ties refined): the "eager" and "lazy" variants at the two fastest stage-A
+    shapes, and the biased one-byte kernel at the fastest (to price exactness). The chosen
+    configuration per dtype minimises the larger of its two ratios to copy (p = 0.5, p = 0.1).
+    A configuration that fails to compile or run is recorded with its error and skipped.
+    The mask does not depend on any of these (tested; checked compiled in ``gpu_checks``).
     """
     import torch
 
-    from dropoutlib.triton.dropout import DEFAULT_BLOCK, _launch
-
-    p, rows = 0.1, []
-    configs = [(16, 1, False, True), (32, 1, False, True), (32, 2, False, True)]
-    configs += [(b, w, False, True) for b in (64, 128, 256) for w in (4, 8)]
-    configs += [(DEFAULT_BLOCK, 4, True, True), (DEFAULT_BLOCK, 4, False, False)]
+    rows: list[dict[str, Any]] = []
+    chosen: dict[str, Any] = {}
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.randn(n, device=device).to(dtype)
-        y = torch.empty_like(x)
-        copy_ms = _bench(lambda x=x, y=y: y.copy_(x))
-        for block, warps, spread, exact in configs:
-            ms = _bench(
-                lambda x=x, b=block, w=warps, sp=spread, e=exact: _launch(
-                    x, p, 123, 0, b, exact=e, spread_index=sp, num_warps=w
-                )
-            )
-            rows.append(
-                {
-                    "dtype": str(dtype).removeprefix("torch."),
-                    "log2n": n.bit_length() - 1,
-                    "p": p,
-                    "block": block,
-                    "num_warps": warps,
-                    "spread_index": spread,
-                    "exact": exact,
-                    "ms": ms,
-                    "x_copy": ms / copy_ms,
-                }
-            )
-        del x, y
-    return rows
+        config = _sweep_dtype(x, rows)
+        if config is not None:
+            chosen[str(dtype).removeprefix("torch.")] = config
+        del x
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+    return rows, chosen
 
 
 def _random_bits(n: int, block: int) -> list[dict[str, Any]]:
     """Bits the byte-first rule reads per element, and Philox calls a kernel computes.
 
-    Counted on the NumPy reference stream (the kernel's mask is checked equal to it): a
-    program computes level l for all its groups when any element reads level l.
+    Counted on the NumPy reference stream (the kernel's mask is checked equal to it): the
+    lazy variant computes level l for all its groups when any element reads level l; the
+    eager one computes level 1 always and levels 2 and 3 when any element reads level 2.
     """
     from dropoutlib.numpy.philox import philox_bytes_consumed, philox_dropout_words
+    from dropoutlib.triton.dropout import _levels
 
     words = philox_dropout_words(n, 123, 0)
     rows = []
     for p in GPU_PS:
         consumed = philox_bytes_consumed(words, int(_drop_threshold(p)))
-        per_program = consumed[: n - n % (16 * block)].reshape(-1, 16 * block).max(axis=1)
+        deepest = consumed[: n - n % (16 * block)].reshape(-1, 16 * block).max(axis=1)
+        if _levels(int(_drop_threshold(p))) == 0:
+            lazy = eager = np.ones(deepest.shape)  # no refinement compiled in
+        else:  # lazy: level l when any element reads it; eager: level 1 always, 2-3 together
+            lazy = 1.0 + (deepest >= 2) + (deepest >= 3) + (deepest >= 4)
+            eager = 2.0 + 2.0 * (deepest >= 3)
         rows.append(
             {
                 "p": p,
@@ -276,8 +345,9 @@ def _random_bits(n: int, block: int) -> list[dict[str, Any]]:
                 "tie_rate": float(np.mean(consumed > 1)),
                 "entropy_bits": float(-(p * np.log2(p) + (1 - p) * np.log2(1 - p))),
                 "block": block,
-                "philox_calls_per_16_elems": float(per_program.mean()),
-                "bits_computed_per_elem": 8 * float(per_program.mean()),
+                "philox_calls_per_16_elems lazy": float(lazy.mean()),
+                "philox_calls_per_16_elems eager": float(eager.mean()),
+                "bits_computed_per_elem eager": 8 * float(eager.mean()),
             }
         )
     return rows
@@ -290,7 +360,13 @@ def gpu_checks(n: int = (1 << 20) + 5, device: str = "cuda") -> dict[str, Any]:
     from dropoutlib.numpy.philox import philox4x32, philox_dropout_words, philox_keep_mask
     from dropoutlib.triton import seeded_dropout_backward, seeded_dropout_forward
     from dropoutlib.triton import seeded_keep_mask as keep_mask
-    from dropoutlib.triton.dropout import _launch, _philox_words
+    from dropoutlib.triton.dropout import (
+        DEFAULT_LAYOUT,
+        DEFAULT_VARIANT,
+        _launch,
+        _levels,
+        _philox_words,
+    )
 
     checks: dict[str, Any] = {"n": n}
     for seed, offset, level in ((123, 0, 0), (2**40 + 5, 2**31 + 3, 1), (2**64 - 1, 7, 3)):
@@ -303,12 +379,22 @@ def gpu_checks(n: int = (1 << 20) + 5, device: str = "cuda") -> dict[str, Any]:
     thresholds = {f"p={p}": int(_drop_threshold(p)) for p in (0.1, 0.3, 0.5, 0.85)}
     thresholds["forced 4-byte tie"] = int(reference_words[n // 3])  # t = W: refined to level 3
     thresholds["forced 3-byte tie"] = (int(reference_words[n // 2]) & 0xFFFFFF00) | 1
+    combos = [(DEFAULT_VARIANT, DEFAULT_LAYOUT)]
+    combos += [(v, la) for v in ("eager", "lazy") for la in SWEEP_LAYOUTS if (v, la) != combos[0]]
+    thresholds["depth 1"] = 0x40800000  # refinement compiled to level 1 only
+    thresholds["depth 2"] = (int(reference_words[n // 5]) & 0xFFFF0000) | 0x8000
     for name, t in thresholds.items():
         p = t / 2**32
-        mask = keep_mask(n, p, 123, 0, device=device).cpu().numpy()
         expected = philox_keep_mask(n, t, 123, 0)
-        checks[f"mask_equals_numpy {name}"] = bool(np.array_equal(mask, expected))
-        checks[f"mask_mismatches {name}"] = int(np.count_nonzero(mask != expected))
+        for variant, layout in combos:
+            if (variant, layout) != combos[0] and _levels(t) not in (0, 3):
+                continue  # depths 1 and 2: the default configuration only (compile time)
+            if True:
+                mask = keep_mask(n, p, 123, 0, device=device, variant=variant, layout=layout)
+                mask = mask.cpu().numpy()
+                key = f"{name} {variant} {layout}"
+                checks[f"mask_equals_numpy {key}"] = bool(np.array_equal(mask, expected))
+                checks[f"mask_mismatches {key}"] = int(np.count_nonzero(mask != expected))
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(n, device=device, generator=gen)
     g = torch.randn(n, device=device, generator=gen)
@@ -320,8 +406,9 @@ def gpu_checks(n: int = (1 << 20) + 5, device: str = "cuda") -> dict[str, Any]:
         checks[f"fwd_equals_x_m_c p={p}"] = bool(torch.equal(y1, x * mask * scale))
         dx = seeded_dropout_backward(g, p, 123, block=64)
         checks[f"bwd_regenerates_mask p={p}"] = bool(torch.equal(dx, g * mask * scale))
-        spread = _launch(x, p, 123, 0, 256, spread_index=True, num_warps=8)
-        checks[f"spread_index_equal p={p}"] = bool(torch.equal(spread, y1))
+        for variant, layout in combos[1:] if p == 0.1 else []:  # refined: the branches differ
+            other = _launch(x, p, 123, 0, 128, variant=variant, layout=layout, num_warps=4)
+            checks[f"{variant} {layout} equal p={p}"] = bool(torch.equal(other, y1))
         xb = x.bfloat16()
         yb = seeded_dropout_forward(xb, p, 123)
         checks[f"bf16_equals_rounded_x_m_c p={p}"] = bool(
@@ -333,13 +420,26 @@ def gpu_checks(n: int = (1 << 20) + 5, device: str = "cuda") -> dict[str, Any]:
 
 
 def gpu_rows(
-    sizes: tuple[int, ...] = GPU_SIZES, device: str = "cuda", check_n: int = (1 << 20) + 5
+    sizes: tuple[int, ...] = GPU_SIZES,
+    device: str = "cuda",
+    check_n: int = (1 << 20) + 5,
+    sweep_n: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Triton seeded kernels vs copy and torch's fused CUDA dropout (do_bench medians)."""
+    """Triton seeded kernels vs copy and torch's fused CUDA dropout (do_bench medians).
+
+    Order: correctness checks, the configuration sweep at ``sweep_n`` (default: the largest
+    size), then the headline rows with the configuration the sweep chose per dtype (the
+    library's default when the sweep chose none). ``meta["chosen"]`` records it.
+    """
     import torch
     import triton
 
-    from dropoutlib.triton.dropout import DEFAULT_BLOCK
+    from dropoutlib.triton.dropout import (
+        DEFAULT_BLOCK,
+        DEFAULT_LAYOUT,
+        DEFAULT_NUM_WARPS,
+        DEFAULT_VARIANT,
+    )
 
     on_gpu = torch.device(device).type == "cuda"
     meta: dict[str, Any] = {
@@ -349,14 +449,28 @@ def gpu_rows(
         "triton": triton.__version__,
         "cuda": torch.version.cuda,
         "timing": "triton.testing.do_bench(warmup=25, rep=100, return_mode='median')",
-        "default_block": DEFAULT_BLOCK,
+        "library_default": {
+            "variant": DEFAULT_VARIANT,
+            "layout": DEFAULT_LAYOUT,
+            "block": DEFAULT_BLOCK,
+            "num_warps": DEFAULT_NUM_WARPS,
+        },
     }
     meta["checks"] = gpu_checks(check_n, device)  # correctness before timing
-    meta["random_bits"] = _random_bits(min(1 << 22, 16 * max(sizes)), DEFAULT_BLOCK)
+    meta["sweep"], chosen = _gpu_sweep(sweep_n or max(sizes), device)
+    print_table(meta["sweep"], list(meta["sweep"][0]))
+    meta["chosen"] = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        name = str(dtype).removeprefix("torch.")
+        meta["chosen"][name] = chosen.get(name, dict(meta["library_default"], source="default"))
+    print(json.dumps(meta["chosen"], indent=1))
+    block = meta["chosen"]["float32"]["block"]
+    meta["random_bits"] = _random_bits(min(1 << 22, 16 * max(sizes)), block)
     rows: list[dict[str, Any]] = []
     for dtype in (torch.float32, torch.bfloat16):
+        config = meta["chosen"][str(dtype).removeprefix("torch.")]
         for n in sizes:
-            rows.extend(_gpu_size(dtype, n, device))
+            rows.extend(_gpu_size(dtype, n, config, device))
             if on_gpu:
                 torch.cuda.empty_cache()
     return rows, meta
@@ -425,9 +539,6 @@ def main(argv: list[str] | None = None) -> None:
     print_table(meta["random_bits"], list(meta["random_bits"][0]))
     targets = gpu_targets(rows)
     print_table(targets, ["target", "log2n", "ratio", "met"])
-    _write("fast_gpu", rows, out_dir, targets=targets, device=meta, p_torch=P)
-    meta["sweep"] = _gpu_sweep(max(GPU_SIZES))  # written again with the sweep when it ends
-    print_table(meta["sweep"], list(meta["sweep"][0]))
     _write("fast_gpu", rows, out_dir, targets=targets, device=meta, p_torch=P)
     if not meta["checks"]["all_passed"]:
         raise SystemExit("bench_fast --gpu: a correctness check failed (see 'checks' in the JSON)")
