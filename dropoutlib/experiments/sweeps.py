@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from dropoutlib.ensemble import mc_error_curve
+from dropoutlib.experiments import training
 from dropoutlib.experiments.common import (
     BASE_CONFIG,
     Results,
@@ -192,9 +193,11 @@ def _gaussian_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
 class Experiment:
     """One named sweep: its grid, its point function and its configuration."""
 
-    def __init__(self, name, doc, settings, point, extra_config, seeds) -> None:
+    def __init__(self, name, doc, settings, point, extra_config, seeds, runner=None) -> None:
         self.name, self.doc, self.settings, self.point = name, doc, settings, point
         self.extra_config, self.default_seeds = extra_config, seeds
+        #: ``runner(seeds, quick, progress) -> Results`` for a sweep with stages (optional).
+        self.runner = runner
 
     def config(self, quick: bool) -> dict[str, Any]:
         return _config(self.extra_config, quick)
@@ -230,6 +233,12 @@ EXPERIMENTS: dict[str, Experiment] = {
 }  # fmt: skip
 
 
+EXPERIMENTS["training"] = Experiment(
+    "training", "Chapter 5: training under the protocol (validation grid, paired final runs)",
+    training.settings, training.point, {}, [0, 1, 2, 3, 4], runner=training.run,
+)  # fmt: skip
+
+
 def run_experiment(
     name: str, *, seeds: Iterable[int] | None = None, quick: bool = False, progress: bool = False
 ) -> Results:
@@ -241,6 +250,9 @@ def run_experiment(
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
     exp = EXPERIMENTS[name]
+    if exp.runner is not None:
+        chosen = exp.default_seeds[:1] if (seeds is None and quick) else seeds
+        return exp.runner(list(exp.default_seeds if chosen is None else chosen), quick, progress)
     config = exp.config(quick)
     if quick and name == "mc_averaging":
         config["ks"] = [1, 5, 20]
