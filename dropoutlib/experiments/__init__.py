@@ -11,7 +11,14 @@ or from Python with :func:`run_experiment`, which returns a tidy
 :func:`load_results` reads them and :func:`run_point` re-runs any single point.
 """
 
+from dropoutlib.experiments import coadaptation as _coadaptation
 from dropoutlib.experiments.common import Progress, Results, load_results
-from dropoutlib.experiments.sweeps import EXPERIMENTS, run_experiment, run_point
+from dropoutlib.experiments.sweeps import EXPERIMENTS, Experiment, run_experiment, run_point
+
+EXPERIMENTS["coadaptation"] = Experiment(
+    "coadaptation", "Chapter 1: single-unit ablation, plain vs dropout, matched validation loss",
+    _coadaptation.settings, _coadaptation.point, {}, _coadaptation.DEFAULT_SEEDS,
+    runner=_coadaptation.run,
+)  # fmt: skip
 
 __all__ = ["EXPERIMENTS", "Progress", "Results", "load_results", "run_experiment", "run_point"]
