@@ -30,6 +30,9 @@ from dropoutlib.numpy.functional import (
     dropout,
     dropout_backward,
     inverted_scale,
+    random_bytes,
+    reference_byte_first_mask,
+    reference_dropout,
 )
 from dropoutlib.numpy.gaussian import gaussian_dropout, gaussian_dropout_backward
 
@@ -55,6 +58,9 @@ __all__ = [
     "gaussian_dropout",
     "gaussian_dropout_backward",
     "inverted_scale",
+    "random_bytes",
+    "reference_byte_first_mask",
+    "reference_dropout",
     "selu",
     "selu_backward",
 ]
