@@ -60,15 +60,101 @@ def test_committed_results_exist_and_record_their_provenance(name):
     assert len({r["seed"] for r in results.rows}) == len(results.seeds)
 
 
-def test_committed_file_matches_the_code():
+def _close(fresh: dict, stored: dict, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        assert abs(fresh[key] - stored[key]) <= ERROR_TOLERANCE, (key, fresh[key], stored[key])
+
+
+def test_committed_data_size_matches_the_code():
     """Re-run one full-size point of the committed data-size sweep and compare its errors."""
     results = load_results("data_size")
     setting = {"n_train": 50, "dropout": True}
-    stored = results.select(seed=0, **setting)
+    (stored,) = results.select(seed=0, **setting)
     (fresh,) = run_point(results, 0, setting)
-    assert len(stored) == 1
-    for key in ("train_error", "test_error"):
-        assert abs(fresh[key] - stored[0][key]) <= ERROR_TOLERANCE, key
+    _close(fresh, stored, ("val_error", "train_error", "test_error"))
+
+
+def test_committed_p_effect_matches_the_code_and_chose_on_validation():
+    """One chosen point (the cheapest network, width 64) is re-run; and in every (mode, keep)
+    group exactly the learning rate of lowest mean validation error carries a test error."""
+    results = load_results("p_effect")
+    chosen = [r for r in results.rows if r["chosen"]]
+    assert all("test_error" in r for r in chosen)
+    assert not any("test_error" in r for r in results.rows if not r["chosen"])
+    for mode in ("n_fixed", "pn_fixed"):
+        for keep in results.config["keeps"]:
+            group = results.select(mode=mode, keep=keep)
+            lrs = sorted({r["lr"] for r in group})
+            score = {
+                lr: (
+                    np.mean([r["val_error"] for r in group if r["lr"] == lr]),
+                    np.mean([r["val_loss"] for r in group if r["lr"] == lr]),
+                )
+                for lr in lrs
+            }
+            best = min(lrs, key=score.__getitem__)
+            assert {r["lr"] for r in group if r["chosen"]} == {best}
+            assert len([r for r in group if r["chosen"]]) == len(results.seeds)
+    (stored,) = [r for r in chosen if r["mode"] == "pn_fixed" and r["keep"] == 1.0][:1]
+    setting = {"mode": "pn_fixed", "keep": 1.0, "lr": stored["lr"], "chosen": True}
+    (fresh,) = run_point(results, stored["seed"], setting)
+    _close(fresh, stored, ("val_error", "train_error", "test_error"))
+
+
+def test_committed_mc_averaging_matches_the_code():
+    results = load_results("mc_averaging")
+    stored = results.select(seed=0)
+    fresh = run_point(results, 0, {"p": 0.5})
+    assert [r["k"] for r in fresh] == [r["k"] for r in stored]
+    for f, s in zip(fresh, stored, strict=True):
+        _close(f, s, ("test_error", "weight_scaling_test_error"))
+
+
+def test_committed_autoencoder_matches_the_code_on_its_first_steps():
+    """The full autoencoder point takes a minute; its first 1000 steps are the committed run's
+    first 1000 steps (same streams), so the validation curves must agree there."""
+    results = load_results("autoencoder")
+    config = {**results.config, "ae_steps": 1000}
+    from dropoutlib.experiments.common import single_thread
+    from dropoutlib.experiments.sweeps import _autoencoder_point
+
+    with single_thread():
+        _, extras = _autoencoder_point(results.seeds[0], {"arms": "paired"}, config)
+    stored = results.extras["0"]["curves"]
+    for arm in ("dropout", "plain"):
+        fresh = extras["curves"][arm]
+        assert len(fresh) == 1000 // config["eval_every"] + 1
+        np.testing.assert_allclose(fresh, stored[arm][: len(fresh)], rtol=1e-3)
+
+
+def test_committed_gaussian_matches_the_code():
+    results = load_results("gaussian")
+    (stored,) = results.select(seed=0, noise="gaussian")
+    (fresh,) = run_point(results, 0, {"noise": "gaussian"})
+    _close(fresh, stored, ("train_error", "test_error"))
+
+
+def test_train_checkpointed_keeps_the_best_validation_checkpoint():
+    from dropoutlib.experiments.common import (
+        PROTOCOL_CONFIG,
+        digits_split,
+        single_thread,
+        train_checkpointed,
+    )
+    from dropoutlib.protocol import seed_streams
+    from dropoutlib.train import evaluate, mlp
+
+    config = {**PROTOCOL_CONFIG, "steps": 120, "eval_every": 20}
+    split = digits_split(config)
+    streams = seed_streams(0)
+    model = mlp(64, [32], 10, p_hidden=0.5, rng=streams.init, mask_rng=streams.masks)
+    with single_thread():
+        fit = train_checkpointed(model, split, config, lr=0.01, order=streams.order)
+    assert len(fit.val_errors) == 120 // 20 + 1
+    assert fit.val_error == min(fit.val_errors) == fit.val_errors[fit.best_step // 20]
+    loss, acc = evaluate(fit.model, split.x_val, split.y_val)
+    assert 1.0 - acc == fit.val_error and abs(loss - fit.val_loss) < 1e-9
+    assert split.test_evaluations == 0
 
 
 def test_results_table_helpers():

@@ -7,6 +7,7 @@ on its own and must reproduce the row stored in the results file.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import sys
@@ -25,18 +26,23 @@ from dropoutlib.data import Dataset, load_digits
 from dropoutlib.numpy.gaussian import GaussianDropout
 from dropoutlib.numpy.nn import Dropout, Linear, Module, ReLU, Sequential
 from dropoutlib.numpy.optim import SGD
+from dropoutlib.protocol import Split, dead_unit_fraction, relative_distance, validation_split
 from dropoutlib.train import evaluate, minibatches, train_step
 
 __all__ = [
     "BASE_CONFIG",
+    "PROTOCOL_CONFIG",
+    "Checkpointed",
     "Progress",
     "Results",
     "digits",
+    "digits_split",
     "load_results",
     "make_mlp",
     "make_optimizer",
     "point_rng",
     "single_thread",
+    "train_checkpointed",
     "train_classifier",
 ]
 
@@ -50,6 +56,24 @@ BASE_CONFIG: dict[str, Any] = {
     "batch_size": 32,
     "steps": 2000,
     "max_norm": 3.0,
+}
+
+
+#: Settings of the experiments run under the protocol (:mod:`dropoutlib.protocol`): a validation
+#: split carved from the training half, SGD for a fixed number of steps with a checkpoint every
+#: ``eval_every`` steps, and the checkpoint with the lowest validation error kept.
+PROTOCOL_CONFIG: dict[str, Any] = {
+    "data": "digits, test_size=0.5 (898 train / 899 test, split seed 0); validation: a "
+    "stratified 0.2 of the training half (seed 0), 719 train / 179 validation",
+    "validation_fraction": 0.2,
+    "split_seed": 0,
+    "hidden": 256,
+    "layers": 2,
+    "momentum": 0.9,
+    "batch_size": 32,
+    "max_norm": 3.0,
+    "steps": 2000,
+    "eval_every": 50,
 }
 
 
@@ -71,6 +95,134 @@ def point_rng(seed: int, setting: dict[str, Any]) -> np.random.Generator:
 def digits() -> Dataset:
     """The digits split used by every experiment (half train, half test)."""
     return load_digits(test_size=0.5, seed=0)
+
+
+@functools.lru_cache(maxsize=2)
+def _digits_split(fraction: float, seed: int) -> Split:
+    return validation_split(digits(), fraction=fraction, rng=np.random.default_rng(seed))
+
+
+def digits_split(config: dict[str, Any]) -> Split:
+    """The protocol's split of :func:`digits`: training part, validation part, held-out test.
+
+    Cached: the split is a pure function of ``config["validation_fraction"]`` and
+    ``config["split_seed"]``; its arrays are read-only.
+    """
+    return _digits_split(float(config["validation_fraction"]), int(config["split_seed"]))
+
+
+@dataclass
+class Checkpointed:
+    """A network trained by :func:`train_checkpointed`, restored to its best checkpoint.
+
+    Attributes
+    ----------
+    model : Module
+        The network with the weights of the checkpoint of lowest validation error.
+    best_step : int
+        Number of SGD steps at that checkpoint (0 = the untrained network).
+    val_error, val_loss : float
+        Validation error and loss there (evaluation mode).
+    train_error : float
+        Error on the training part there (evaluation mode).
+    val_errors : list of float
+        Validation error at every checkpoint (steps 0, eval_every, 2 eval_every, ...).
+    dead_end, dead_best : list of float
+        :func:`~dropoutlib.protocol.dead_unit_fraction` of each ReLU layer on the training
+        part, after the last step and at the kept checkpoint.
+    distance : list of float
+        :func:`~dropoutlib.protocol.relative_distance` of each Linear layer at the checkpoint.
+    """
+
+    model: Module
+    best_step: int
+    val_error: float
+    val_loss: float
+    train_error: float
+    val_errors: list[float]
+    dead_end: list[float]
+    dead_best: list[float]
+    distance: list[float]
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar diagnostics as a results row (rounded for the JSON file)."""
+        return {
+            "best_step": self.best_step,
+            "val_error": self.val_error,
+            "val_loss": round(self.val_loss, 6),
+            "train_error": self.train_error,
+            "dead_end": [round(v, 4) for v in self.dead_end],
+            "dead_best": [round(v, 4) for v in self.dead_best],
+            "distance": [round(v, 4) for v in self.distance],
+        }
+
+
+def train_checkpointed(
+    model: Module,
+    split: Split,
+    config: dict[str, Any],
+    *,
+    lr: float,
+    order: np.random.Generator,
+    x_train: np.ndarray | None = None,
+    y_train: np.ndarray | None = None,
+) -> Checkpointed:
+    r"""Train for ``config["steps"]`` SGD steps; keep the checkpoint of lowest validation error.
+
+    SGD with momentum ``config["momentum"]``, learning rate ``lr`` and the max-norm radius
+    ``config["max_norm"]``; mini-batches of ``config["batch_size"]`` in an order drawn from
+    ``order``. Every ``config["eval_every"]`` steps (and before the first) the network is
+    evaluated on the validation part in evaluation mode; with :math:`E_v(t)` and
+    :math:`L_v(t)` its error and loss after :math:`t` steps, the kept checkpoint is
+
+    .. math::
+
+       t^\star = \arg\min_t\, \bigl(E_v(t), L_v(t)\bigr) \quad\text{(lexicographic)},
+
+    the validation error deciding and the loss breaking its ties (the error of 179 examples
+    moves in steps of 1/179). Selecting on the *error* rather than the loss matters for heavy
+    dropout: with a small keep probability the weight-scaled network's loss can rise while its
+    error still falls. The test set is not read. ``x_train``/``y_train`` replace the split's
+    training part (a subset of it, for the data-size sweep).
+    """
+    x = split.x_train if x_train is None else x_train
+    y = split.y_train if y_train is None else y_train
+    opt = SGD(
+        model.parameters(), lr=lr, momentum=config["momentum"], max_norm=config.get("max_norm")
+    )
+    steps, every = int(config["steps"]), int(config["eval_every"])
+    batch = min(int(config["batch_size"]), len(y))
+    initial = [m.weight.data.copy() for m in model.modules() if isinstance(m, Linear)]
+
+    def check() -> tuple[float, float]:
+        loss, acc = evaluate(model, split.x_val, split.y_val)
+        return 1.0 - acc, loss
+
+    best = check()
+    val_errors = [best[0]]
+    best_step, saved = 0, [p.data.copy() for p in model.parameters()]
+    done = 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        while done < steps:
+            for idx in minibatches(len(y), batch, rng=order):
+                train_step(model, x[idx], y[idx], opt)
+                done += 1
+                if done % every == 0 or done == steps:
+                    score = check()
+                    val_errors.append(score[0])
+                    if score < best:
+                        best, best_step = score, done
+                        saved = [p.data.copy() for p in model.parameters()]
+                if done == steps:
+                    break
+    dead_end = dead_unit_fraction(model, x)
+    for p, w in zip(model.parameters(), saved, strict=True):
+        p.data[...] = w
+    return Checkpointed(
+        model, best_step, float(best[0]), float(best[1]),
+        float(1.0 - evaluate(model, x, y)[1]), [float(v) for v in val_errors],
+        dead_end, dead_unit_fraction(model, x), relative_distance(model, initial),
+    )  # fmt: skip
 
 
 def make_mlp(

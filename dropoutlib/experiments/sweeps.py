@@ -17,6 +17,7 @@ name               what                                                         
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,16 +27,23 @@ from dropoutlib.ensemble import mc_error_curve
 from dropoutlib.experiments import training
 from dropoutlib.experiments.common import (
     BASE_CONFIG,
+    PROTOCOL_CONFIG,
+    Progress,
     Results,
     digits,
+    digits_split,
     make_mlp,
     make_optimizer,
     point_rng,
     run_grid,
+    single_thread,
+    train_checkpointed,
     train_classifier,
+    versions,
 )
 from dropoutlib.numpy.nn import Dropout, Linear, ReLU, Sequential
-from dropoutlib.train import minibatches
+from dropoutlib.protocol import Split, seed_streams
+from dropoutlib.train import evaluate, minibatches, mlp
 
 __all__ = ["EXPERIMENTS", "Experiment", "run_experiment", "run_point"]
 
@@ -47,45 +55,142 @@ def _config(extra: dict[str, Any], quick: bool) -> dict[str, Any]:
     return {**config, **QUICK, "quick": True} if quick else {**config, "quick": False}
 
 
+# --- the protocol's building blocks -----------------------------------------------------------
+
+
+def _protocol_config(extra: dict[str, Any], quick: bool) -> dict[str, Any]:
+    config = {**PROTOCOL_CONFIG, **extra}
+    return {**config, **QUICK, "quick": True} if quick else {**config, "quick": False}
+
+
+def _test_error(model: Any, split: Split) -> float:
+    """The one read of the held-out test set, for a network whose settings are already chosen."""
+    return float(1.0 - evaluate(model, split._x_test, split._y_test)[1])
+
+
 # --- Figure 9: the effect of the keep probability --------------------------------------------
 
 
 def _p_effect_settings(quick: bool) -> list[dict[str, Any]]:
-    keeps = [0.2, 0.5, 1.0] if quick else [round(0.1 * i, 1) for i in range(1, 11)]
-    return [{"mode": mode, "keep": q} for mode in ("n_fixed", "pn_fixed") for q in keeps]
+    config = EXPERIMENTS["p_effect"].config(quick)
+    return [
+        {"mode": mode, "keep": q, "lr": lr}
+        for mode in ("n_fixed", "pn_fixed")
+        for q in config["keeps"]
+        for lr in config["lrs"]
+    ]
+
+
+def _p_effect_width(setting: dict[str, Any], config: dict[str, Any]) -> int:
+    keep = setting["keep"]
+    return config["hidden"] if setting["mode"] == "n_fixed" else round(config["pn"] / keep)
+
+
+def _p_effect_train(seed: int, setting: dict[str, Any], config: dict[str, Any]):
+    keep, width = setting["keep"], _p_effect_width(setting, config)
+    split = digits_split(config)
+    streams = seed_streams(seed)
+    model = mlp(
+        split.n_features, [width] * config["layers"], 10, p_hidden=round(1.0 - keep, 10),
+        rng=streams.init, mask_rng=streams.masks,
+    )  # fmt: skip
+    fit = train_checkpointed(model, split, config, lr=setting["lr"], order=streams.order)
+    row = {
+        "mode": setting["mode"], "keep": keep, "lr": setting["lr"], "seed": seed,
+        "p_drop": round(1.0 - keep, 10), "hidden": width, **fit.summary(),
+    }  # fmt: skip
+    return row, fit.model, split
 
 
 def _p_effect_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
-    keep = setting["keep"]
-    width = config["hidden"] if setting["mode"] == "n_fixed" else round(config["pn"] / keep)
-    rng = point_rng(seed, setting)
-    data = digits()
-    model = make_mlp(data.n_features, [width] * config["layers"], 10, p_hidden=1.0 - keep, rng=rng)
-    train_err, test_err = train_classifier(model, data, config, rng)
-    row = {**setting, "seed": seed, "p_drop": round(1.0 - keep, 10), "hidden": width}
-    return [{**row, "train_error": train_err, "test_error": test_err}], {}
+    """One network; with ``setting["chosen"]`` (the learning rate picked on validation) its
+    test error is measured too, and only then."""
+    row, model, split = _p_effect_train(seed, setting, config)
+    row["chosen"] = bool(setting.get("chosen", False))
+    if row["chosen"]:
+        row["test_error"] = _test_error(model, split)
+    return [row], {}
+
+
+def _choose_lr(rows: list[dict[str, Any]]) -> float:
+    """The learning rate with the lowest mean validation error over seeds (mean validation loss
+    breaks ties)."""
+    lrs = sorted({r["lr"] for r in rows})
+
+    def score(lr: float) -> tuple[float, float]:
+        sel = [r for r in rows if r["lr"] == lr]
+        return float(np.mean([r["val_error"] for r in sel])), float(
+            np.mean([r["val_loss"] for r in sel])
+        )
+
+    return min(lrs, key=score)
+
+
+def _p_effect_run(seeds: list[int], quick: bool, progress: bool) -> Results:
+    """Per (mode, keep): train every learning rate from every seed (validation only), choose the
+    learning rate on mean validation error, then read the test error of the chosen networks."""
+    config = EXPERIMENTS["p_effect"].config(quick)
+    settings = _p_effect_settings(quick)
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for s in settings:
+        groups.setdefault((s["mode"], s["keep"]), []).append(s)
+    bar = Progress(len(settings) * len(seeds), "p_effect") if progress else None
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    with single_thread():
+        for group in groups.values():
+            trained = []
+            for s in group:
+                for seed in seeds:
+                    trained.append(_p_effect_train(seed, s, config))
+                    if bar:
+                        bar.update()
+            lr = _choose_lr([t[0] for t in trained])
+            for row, model, split in trained:
+                row["chosen"] = row["lr"] == lr
+                if row["chosen"]:
+                    row["test_error"] = _test_error(model, split)
+                rows.append(row)
+    meta = {"seconds": round(time.perf_counter() - start, 1), "versions": versions()}
+    meta["quick"] = quick
+    return Results("p_effect", rows, config, list(seeds), settings, meta, {})
+
+
+_P_EFFECT = {
+    "hidden": 128,
+    "pn": 32,
+    "keeps": [0.1, 0.2, 0.4, 0.6, 0.8, 1.0],
+    "lrs": [0.001, 0.003, 0.01],
+    "selection": "per (mode, keep): the lr of lowest mean validation error over the seeds",
+}
 
 
 # --- Figure 10: data set size -----------------------------------------------------------------
 
 
 def _data_size_settings(quick: bool) -> list[dict[str, Any]]:
-    sizes = [100, 898] if quick else [50, 100, 200, 400, 898]
+    sizes = [100, 719] if quick else [50, 100, 200, 400, 719]
     return [{"n_train": n, "dropout": d} for n in sizes for d in (False, True)]
 
 
 def _data_size_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
-    rng = point_rng(seed, setting)
-    data = digits()
-    if setting["n_train"] < len(data.y_train):
-        data = data.subset(setting["n_train"], rng=np.random.default_rng([seed, 10]))
+    """Dropout or none on a random subset of the training part (the same subset, initial
+    weights and batch order for both arms of a seed); checkpoint chosen on validation."""
+    split = digits_split(config)
+    n = setting["n_train"]
+    idx = np.sort(np.random.default_rng([seed, 10]).permutation(len(split.y_train))[:n])
+    streams = seed_streams(seed)
     p_in, p_hid = (config["p_input"], config["p_hidden"]) if setting["dropout"] else (0.0, 0.0)
-    model = make_mlp(
-        data.n_features, [config["hidden"]] * config["layers"], 10,
-        p_input=p_in, p_hidden=p_hid, rng=rng,
+    model = mlp(
+        split.n_features, [config["hidden"]] * config["layers"], 10,
+        p_input=p_in, p_hidden=p_hid, rng=streams.init, mask_rng=streams.masks,
     )  # fmt: skip
-    train_err, test_err = train_classifier(model, data, config, rng)
-    return [{**setting, "seed": seed, "train_error": train_err, "test_error": test_err}], {}
+    fit = train_checkpointed(
+        model, split, config, lr=config["lr"], order=streams.order,
+        x_train=split.x_train[idx], y_train=split.y_train[idx],
+    )  # fmt: skip
+    row = {**setting, "seed": seed, **fit.summary(), "test_error": _test_error(fit.model, split)}
+    return [row], {}
 
 
 # --- Figure 11: Monte Carlo model averaging ---------------------------------------------------
@@ -96,17 +201,22 @@ def _mc_settings(quick: bool) -> list[dict[str, Any]]:
 
 
 def _mc_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
-    rng = point_rng(seed, setting)
-    data = digits()
-    model = make_mlp(
-        data.n_features, [config["hidden"]] * config["layers"], 10, p_hidden=setting["p"], rng=rng
-    )
-    train_err, ws_err = train_classifier(model, data, config, rng)
+    split = digits_split(config)
+    streams = seed_streams(seed)
+    model = mlp(
+        split.n_features, [config["hidden"]] * config["layers"], 10, p_hidden=setting["p"],
+        rng=streams.init, mask_rng=streams.masks,
+    )  # fmt: skip
+    fit = train_checkpointed(model, split, config, lr=config["lr"], order=streams.order)
+    ws_err = _test_error(fit.model, split)
     ks = config["ks"]
-    curve = mc_error_curve(model, data.x_test, data.y_test, ks, rng=rng)
+    curve = mc_error_curve(
+        fit.model, split._x_test, split._y_test, ks, rng=np.random.default_rng([seed, 3])
+    )
     rows = [
         {**setting, "seed": seed, "k": int(k), "test_error": float(e),
-         "weight_scaling_test_error": ws_err, "weight_scaling_train_error": train_err}
+         "weight_scaling_test_error": ws_err, "weight_scaling_train_error": fit.train_error,
+         "best_step": fit.best_step}
         for k, e in zip(ks, curve, strict=True)
     ]  # fmt: skip
     return rows, {}
@@ -116,7 +226,7 @@ def _mc_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
 
 
 def _autoencoder_settings(quick: bool) -> list[dict[str, Any]]:
-    return [{"dropout": False}, {"dropout": True}]
+    return [{"arms": "paired"}]
 
 
 def _mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
@@ -125,46 +235,107 @@ def _mse(pred: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.mean(diff * diff, dtype=np.float64)), (2.0 / diff.size) * diff
 
 
-def _autoencoder_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
-    rng = point_rng(seed, setting)
-    data = digits()
-    d, h = data.n_features, config["ae_hidden"]
-    layers = [Linear(d, h, rng=rng), ReLU()]
-    if setting["dropout"]:
-        layers.append(Dropout(config["ae_p"], rng=rng))
-    layers.append(Linear(h, d, rng=rng))
+def _eval_mse(model: Sequential, x: np.ndarray) -> float:
+    was = model.training
+    model.eval()
+    try:
+        return _mse(model(x), x)[0]
+    finally:
+        model.train(was)
+
+
+def _hidden(model: Sequential, x: np.ndarray) -> np.ndarray:
+    return np.maximum(x @ model[0].weight.data.T + model[0].bias.data, 0)
+
+
+def _train_autoencoder(
+    seed: int, dropout: bool, config: dict[str, Any], target: float | None = None
+) -> dict[str, Any]:
+    r"""Train one autoencoder from the seed's streams; keep the checkpoint of lowest validation
+    MSE (checked every ``eval_every`` steps), and, if ``target`` is given, also the first
+    checkpoint whose validation MSE is :math:`\le` ``target`` (the matched checkpoint)."""
+    split = digits_split(config)
+    streams = seed_streams(seed)
+    d, h = split.n_features, config["ae_hidden"]
+    layers = [Linear(d, h, rng=streams.init), ReLU()]
+    if dropout:
+        layers.append(Dropout(config["ae_p"], rng=streams.masks))
+    layers.append(Linear(h, d, rng=streams.init))
     model = Sequential(*layers)
+    w0 = model[0].weight.data.copy()
     opt = make_optimizer(model, config)
-    x, done = data.x_train, 0
-    while done < config["steps"]:
-        for idx in minibatches(len(x), config["batch_size"], rng=rng):
+    x, done, every = split.x_train, 0, config["eval_every"]
+    snap = lambda: [p.data.copy() for p in model.parameters()]  # noqa: E731
+    best = (_eval_mse(model, split.x_val), 0, snap())
+    matched = None
+    curve = [best[0]]
+    while done < config["ae_steps"]:
+        for idx in minibatches(len(x), config["batch_size"], rng=streams.order):
             opt.zero_grad()
             _, grad = _mse(model(x[idx]), x[idx])
             model.backward(grad)
             opt.step()
             done += 1
-            if done == config["steps"]:
+            if done % every == 0:
+                v = _eval_mse(model, split.x_val)
+                curve.append(v)
+                if v < best[0]:
+                    best = (v, done, snap())
+                if target is not None and matched is None and v <= target:
+                    matched = (v, done, snap())
+            if done == config["ae_steps"]:
                 break
-    model.eval()
-    train_mse = _mse(model(data.x_train), data.x_train)[0]
-    test_mse = _mse(model(data.x_test), data.x_test)[0]
-    hidden = np.maximum(data.x_test @ model[0].weight.data.T + model[0].bias.data, 0)
-    unit_means = hidden.mean(axis=0)
-    row = {
-        **setting, "seed": seed, "train_error": train_mse, "test_error": test_mse,
-        "mean_activation": float(hidden.mean()),
-        "fraction_active": float(np.mean(hidden > 0)),
-        "fraction_above_1": float(np.mean(hidden > 1.0)),
-    }  # fmt: skip
-    bins = np.linspace(0.0, config["hist_max"], 41)
-    extras = {
-        "bins": bins.tolist(),
-        "activation_counts": np.histogram(hidden, bins=bins)[0].tolist(),
-        "activations_beyond": int(np.sum(hidden > bins[-1])),
-        "unit_mean_counts": np.histogram(unit_means, bins=bins)[0].tolist(),
-        "features": np.round(model[0].weight.data[: config["ae_features"]], 4).tolist(),
-    }
-    return [row], extras
+    out = {}
+    for name, chk in (("best", best), ("matched", matched)):
+        if chk is None:
+            continue
+        for p, w in zip(model.parameters(), chk[2], strict=True):
+            p.data[...] = w
+        hidden = _hidden(model, split.x_val)
+        out[name] = {
+            "val_mse": chk[0], "step": chk[1],
+            "train_mse": _eval_mse(model, split.x_train),
+            "distance": float(np.linalg.norm(model[0].weight.data - w0) / np.linalg.norm(w0)),
+            "hidden": hidden, "w": model[0].weight.data.copy(), "w0": w0,
+        }  # fmt: skip
+    out["curve"] = curve
+    return out
+
+
+def _autoencoder_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
+    """Both arms of one seed (same initial weights and batch order): the dropout autoencoder
+    and the plain one at its best checkpoint, and the plain one at the first checkpoint whose
+    validation MSE reaches the dropout autoencoder's best (matched reconstruction). Activations
+    are measured on the validation part; the test set is not used."""
+    drop = _train_autoencoder(seed, True, config)
+    plain = _train_autoencoder(seed, False, config, target=drop["best"]["val_mse"])
+    arms = [("dropout", "best", drop), ("plain", "best", plain), ("plain", "matched", plain)]
+    rows, extras = [], {}
+    top = max(float(a[2][a[1]]["hidden"].max()) for a in arms if a[1] in a[2])
+    bins = np.linspace(0.0, max(top, config["hist_max"]) * 1.0001, 49)
+    for arm, which, res in arms:
+        if which not in res:
+            continue
+        r = res[which]
+        hidden = r["hidden"]
+        rows.append({
+            **setting, "seed": seed, "arm": arm, "checkpoint": which, "step": r["step"],
+            "val_mse": r["val_mse"], "train_mse": r["train_mse"], "distance": r["distance"],
+            "mean_activation": float(hidden.mean()),
+            "fraction_active": float(np.mean(hidden > 0)),
+            "fraction_above_1": float(np.mean(hidden > 1.0)),
+            "max_activation": float(hidden.max()),
+        })  # fmt: skip
+        k = config["ae_features"]
+        extras[f"{arm}/{which}"] = {
+            "bins": bins.tolist(),
+            "activation_counts": np.histogram(hidden, bins=bins)[0].tolist(),
+            "unit_mean_counts": np.histogram(hidden.mean(axis=0), bins=bins)[0].tolist(),
+            "features": np.round(r["w"][:k], 4).tolist(),
+            "features_moved": np.round((r["w"] - r["w0"])[:k], 4).tolist(),
+        }
+    extras["curves"] = {"dropout": drop["curve"], "plain": plain["curve"]}
+    return rows, extras
 
 
 # --- Table 10: Gaussian against Bernoulli dropout --------------------------------------------
@@ -191,38 +362,56 @@ def _gaussian_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
 
 
 class Experiment:
-    """One named sweep: its grid, its point function and its configuration."""
+    """One named sweep: its grid, its point function and its configuration.
 
-    def __init__(self, name, doc, settings, point, extra_config, seeds, runner=None) -> None:
+    ``protocol`` sweeps start from :data:`~dropoutlib.experiments.common.PROTOCOL_CONFIG`
+    (validation split, checkpoint chosen on validation), the others from ``BASE_CONFIG``;
+    ``quick_config`` overrides the configuration of the ``--quick`` form.
+    """
+
+    def __init__(
+        self, name, doc, settings, point, extra_config, seeds, runner=None, *,
+        protocol=False, quick_config=None,
+    ) -> None:  # fmt: skip
         self.name, self.doc, self.settings, self.point = name, doc, settings, point
         self.extra_config, self.default_seeds = extra_config, seeds
         #: ``runner(seeds, quick, progress) -> Results`` for a sweep with stages (optional).
         self.runner = runner
+        self.protocol, self.quick_config = protocol, dict(quick_config or {})
 
     def config(self, quick: bool) -> dict[str, Any]:
-        return _config(self.extra_config, quick)
+        extra = {**self.extra_config, **(self.quick_config if quick else {})}
+        return _protocol_config(extra, quick) if self.protocol else _config(extra, quick)
 
+
+_AE = {
+    "lr": 0.05, "ae_hidden": 256, "ae_p": 0.5, "ae_steps": 12000, "eval_every": 100,
+    "hist_max": 4.0, "ae_features": 24,
+}  # fmt: skip
 
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in [
         Experiment(
             "p_effect", "Figure 9: error against keep probability (n fixed; keep*n fixed)",
-            _p_effect_settings, _p_effect_point, {"pn": 64}, [0, 1, 2],
+            _p_effect_settings, _p_effect_point, _P_EFFECT, [0, 1, 2],
+            runner=lambda seeds, quick, progress: _p_effect_run(seeds, quick, progress),
+            protocol=True, quick_config={"keeps": [0.5, 1.0], "lrs": [0.003, 0.01]},
         ),
         Experiment(
             "data_size", "Figure 10: dropout vs none against training-set size",
-            _data_size_settings, _data_size_point, {"p_input": 0.2, "p_hidden": 0.5},
-            [0, 1, 2, 3, 4],
+            _data_size_settings, _data_size_point,
+            {"lr": 0.01, "p_input": 0.2, "p_hidden": 0.5}, [0, 1, 2, 3, 4], protocol=True,
         ),
         Experiment(
             "autoencoder", "Figures 7-8: autoencoder features and hidden-unit sparsity",
-            _autoencoder_settings, _autoencoder_point,
-            {"ae_hidden": 256, "ae_p": 0.5, "hist_max": 4.0, "ae_features": 24}, [0, 1, 2],
+            _autoencoder_settings, _autoencoder_point, _AE, [0, 1, 2], protocol=True,
+            quick_config={"ae_steps": 300},
         ),
         Experiment(
             "mc_averaging", "Figure 11: Monte Carlo averaging over k masks vs weight scaling",
-            _mc_settings, _mc_point, {"ks": [1, 2, 3, 5, 10, 20, 50, 100, 200]}, [0, 1, 2],
+            _mc_settings, _mc_point, {"lr": 0.01, "ks": [1, 2, 3, 5, 10, 20, 50, 100, 200]},
+            [0, 1, 2, 3, 4], protocol=True, quick_config={"ks": [1, 5, 20]},
         ),
         Experiment(
             "gaussian", "Table 10: Bernoulli vs Gaussian dropout vs none",
@@ -254,8 +443,6 @@ def run_experiment(
         chosen = exp.default_seeds[:1] if (seeds is None and quick) else seeds
         return exp.runner(list(exp.default_seeds if chosen is None else chosen), quick, progress)
     config = exp.config(quick)
-    if quick and name == "mc_averaging":
-        config["ks"] = [1, 5, 20]
     seeds = exp.default_seeds[:1] if (seeds is None and quick) else seeds
     seeds = list(exp.default_seeds if seeds is None else seeds)
     results = run_grid(name, exp.point, exp.settings(quick), seeds, config, progress=progress)
