@@ -189,3 +189,16 @@ def test_property_shapes_dtypes(x, p, seed, feature, alpha):
     got = torch_dropout(x, p, generator=gen, feature=feature, alpha=alpha)
     assert np.array_equal(np.atleast_1d(got).view(np.uint8), np.atleast_1d(expected).view(np.uint8))
     assert_same_state(gen)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_zero_dimensional_input_gives_a_zero_dimensional_array(p, alpha):
+    """Regression (issue 10, defect 8): 0-d input returned a NumPy scalar, not an array."""
+    x = np.array(-1.5, dtype=np.float32)
+    y = torch_dropout(x, p, generator=TorchCPUGenerator(3), alpha=alpha)
+    assert isinstance(y, np.ndarray) and y.shape == () and y.dtype == np.float32
+    expected = torch.nn.functional.dropout if not alpha else torch.nn.functional.alpha_dropout
+    torch.manual_seed(3)
+    want = expected(torch.tensor(-1.5), p, training=True).numpy()
+    assert y.tobytes() == want.tobytes()

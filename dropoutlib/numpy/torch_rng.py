@@ -320,7 +320,7 @@ def torch_dropout(
     dt = x.dtype.type
     if p == 1.0:
         with np.errstate(invalid="ignore"):
-            return x * dt(0)
+            return np.asarray(x * dt(0))  # an array even for 0-d x (NumPy gives a scalar)
     q = 1.0 - p
     if feature:
         if x.ndim < 2:
@@ -329,7 +329,7 @@ def torch_dropout(
     else:
         keep = memory_order_view(generator.bernoulli(x.size, q), x)
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN, as in torch
-        return _arithmetic(x, keep, p, alpha)
+        return np.asarray(_arithmetic(x, keep, p, alpha))  # an array even for 0-d x
 
 
 def _arithmetic(x: np.ndarray, keep: np.ndarray, p: float, alpha: bool) -> np.ndarray:
