@@ -25,11 +25,14 @@ import triton.language as tl
 
 from dropoutlib.numpy.functional import _drop_threshold, inverted_scale
 from dropoutlib.numpy.philox import (
+    RANK_BYTES,
+    RANK_GROUP,
     philox4x32,
     philox_bytes_consumed,
     philox_dropout_bytes,
     philox_dropout_words,
     philox_keep_mask,
+    philox_ranked_words,
 )
 from dropoutlib.triton import seeded_dropout_backward, seeded_dropout_forward, seeded_keep_mask
 from dropoutlib.triton.dropout import LAYOUTS, _launch, _levels, _philox_words
@@ -322,3 +325,90 @@ def test_cpu_tensors_without_the_interpreter_are_refused_with_an_explanation():
     )
     assert result.returncode != 0
     assert "TRITON_INTERPRET=1 before triton is first imported" in result.stderr
+
+
+# -- the ranked variant: its own rule, word for word -----------------------------------------
+
+
+def _overflowing_offset(seed: int, searched: int = 1 << 14) -> tuple[int, int]:
+    """The first offset whose refinement group 0 has more than RANK_BYTES equal top bytes.
+
+    Returns ``(offset, byte)``. A group of 1024 has a byte value more than 16 times with
+    probability about 3e-4, so some of the ``searched`` offsets has one (checked by the caller).
+    """
+    calls = RANK_GROUP // 16
+    words = philox4x32((np.arange(calls)[None, :], np.arange(searched)[:, None], 0, 0), seed)
+    top = np.stack(words, axis=2)[..., None] >> np.arange(0, 32, 8, dtype=np.uint32)
+    top = (top & 0xFF).reshape(searched, RANK_GROUP).astype(np.int64)
+    counts = np.bincount(
+        (np.arange(searched)[:, None] * 256 + top).ravel(), minlength=256 * searched
+    )
+    counts = counts.reshape(searched, 256)
+    offset = int(np.argmax(counts.max(axis=1) > RANK_BYTES))
+    return offset, int(np.argmax(counts[offset]))
+
+
+@pytest.mark.parametrize("layout", ["interleave", "rows"])
+def test_ranked_variant_matches_its_reference_forced_ties_and_fallback(layout):
+    """Group 0 has more than 16 ties (fallback to the level rule), group 1 and 2 are ranked.
+
+    Thresholds: p = 0.1 and 0.5, depth 1, and ties forced through levels 2 and 3 at a ranked
+    element and at a fallback element; blocks of 64 and 128 refinement-group calls.
+    """
+    seed = 31
+    offset, byte = _overflowing_offset(seed)
+    n = 2 * RANK_GROUP + 600
+    top = philox_dropout_words(n, seed, offset) >> 24
+    ties = np.flatnonzero(top == byte)
+    assert np.count_nonzero(ties < RANK_GROUP) > RANK_BYTES  # the fallback is exercised
+    k_fallback, k_ranked = int(ties[0]), int(ties[ties >= RANK_GROUP][0])
+    t_top = byte << 24
+    words = philox_ranked_words(n, t_top | 1, seed, offset)  # any t with this top byte
+    thresholds = [int(_drop_threshold(0.1)), 1 << 31, 0x40800000, t_top | 0x8000]
+    for k in (k_fallback, k_ranked):
+        w = int(words[k])
+        thresholds += [w, (w & 0xFFFF0000) | 0x8000, (w & 0xFFFFFF00) | 0x01]
+    assert {_levels(t) for t in thresholds} == {0, 1, 2, 3}
+    x = _randn(n, seed=5)
+    assert torch.all(x != 0)
+    depths = set()
+    for t in thresholds:
+        p = _p_for_threshold(t)
+        expected = philox_keep_mask(n, t, seed, offset, rule="ranked")
+        for k in (k_fallback, k_ranked):
+            depths.add(int(philox_bytes_consumed(words[k : k + 1], t)[0]))
+        for block in (64, 128):
+            y = _launch(x, p, seed, offset, block, variant="ranked", layout=layout, num_warps=2)
+            ref = x.cpu().numpy() * expected * inverted_scale(p, np.float32)
+            np.testing.assert_array_equal(
+                y.cpu().numpy().view(np.uint32), ref.view(np.uint32), err_msg=f"t={t:#010x}"
+            )
+    assert {2, 3, 4} <= depths
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.85])
+def test_ranked_mask_against_reference_and_the_level_rule(p):
+    n, t = 5000, int(_drop_threshold(p))
+    km = seeded_keep_mask(n, p, 8, 3, device=DEVICE, block=256, variant="ranked").cpu().numpy()
+    np.testing.assert_array_equal(km, philox_keep_mask(n, t, 8, 3, rule="ranked"))
+    levels = philox_keep_mask(n, t, 8, 3)
+    tie = (philox_dropout_words(n, 8, 3) >> 24) == (t >> 24)
+    assert np.array_equal(km[~tie], levels[~tie])  # only tied elements can differ ...
+    assert not np.array_equal(km, levels)  # ... and some do (about 1 in 512 elements)
+
+
+def test_ranked_words_are_the_level_words_except_at_ranked_ties():
+    n, t = 3 * RANK_GROUP, 0x80123456
+    words, ranked = philox_dropout_words(n, 1, 2), philox_ranked_words(n, t, 1, 2)
+    tie = (words >> 24) == (t >> 24)
+    assert np.array_equal(ranked[~tie], words[~tie])
+    assert np.array_equal(ranked >> 24, words >> 24)
+    assert np.count_nonzero(ranked[tie] != words[tie]) >= tie.sum() - 1  # fresh lower bytes
+
+
+def test_ranked_variant_needs_whole_refinement_groups():
+    x = _randn(10, seed=4)
+    with pytest.raises(ValueError, match="ranked variant needs block >= 64"):
+        _launch(x, 0.1, 1, 0, 32, variant="ranked")
+    with pytest.raises(ValueError, match="rule must be"):
+        philox_keep_mask(5, 1, 1, 0, rule="ranks")

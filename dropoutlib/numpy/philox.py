@@ -40,6 +40,25 @@ comparing most significant bytes first decides :math:`W_i \ge t` exactly, so
 are read per element. The level lives in counter word :math:`c_2`, so the four levels'
 counter ranges are disjoint, and disjoint from every ``offset``'s (:math:`c_1`). Groups
 :math:`g < 2^{32}` allow up to :math:`2^{36}` elements per ``(seed, offset)``.
+
+**The ranked rule** (:func:`philox_ranked_words`, ``philox_keep_mask(..., rule="ranked")``)
+draws the refinement bytes differently, so that a kernel needs far less than a Philox call per
+16 elements for them. Elements are cut into **refinement groups** of
+:math:`G = 1024` (``RANK_GROUP``) consecutive indices, :math:`q = \lfloor i / G \rfloor`.
+Element :math:`i` **ties** when :math:`B_i^{(0)}` equals the top byte of :math:`t`; let
+:math:`K_q` be the number of ties among all :math:`G` indices of group :math:`q` (indices at or
+beyond :math:`n` included, so that it is a property of the stream), and :math:`r_i` the number
+of ties before :math:`i` in its group (its rank). If :math:`K_q \le R = 16` (``RANK_BYTES``),
+a tied element's bytes of levels :math:`\ell = 1, 2, 3` are byte :math:`r_i` of the **rank
+stream** of its group: byte :math:`b` of word :math:`j` at position :math:`4j + b` of the
+Philox call on counter :math:`(q, \text{offset}, 4 + \ell, 0)`. Otherwise (probability
+:math:`P(\text{Bin}(1024, 2^{-8}) > 16) \approx 10^{-6}` per group) and for untied elements
+the bytes are those of the level rule above. Counter word :math:`c_2 \ge 5` keeps the rank
+streams disjoint from the level rule's counters. Given the level-0 bytes, every tied element
+reads its own bytes, used by no other element, of counters no level-0 byte came from, so
+:math:`W_i` is uniform and :math:`P(\text{keep}) = 1 - t/2^{32}` exactly, as before; the mask
+differs from the level rule's only at tied elements (about 1 in 256), and only through those
+elements' lower bytes.
 """
 
 from __future__ import annotations
@@ -51,6 +70,8 @@ import numpy as np
 __all__ = [
     "DROPOUT_LEVELS",
     "PHILOX_ROUNDS",
+    "RANK_BYTES",
+    "RANK_GROUP",
     "check_seed_offset",
     "philox4x32",
     "philox_bytes_consumed",
@@ -58,11 +79,16 @@ __all__ = [
     "philox_dropout_words",
     "philox_keep_mask",
     "philox_keep_words",
+    "philox_ranked_words",
 ]
 
 PHILOX_ROUNDS = 10
 #: Bytes of the uniform word of an element: one Philox counter level each.
 DROPOUT_LEVELS = 4
+#: Elements per refinement group of the ranked rule (part of the mask's definition).
+RANK_GROUP = 1024
+#: Rank-stream bytes per group and level: one Philox4x32 call.
+RANK_BYTES = 16
 _ROUND_A = np.uint64(0xD2511F53)
 _ROUND_B = np.uint64(0xCD9E8D57)
 _KEY_A = 0x9E3779B9
@@ -229,7 +255,52 @@ def philox_dropout_words(n: int, seed: int, offset: int) -> np.ndarray:
     return words
 
 
-def philox_keep_mask(n: int, threshold: int, seed: int, offset: int) -> np.ndarray:
+def philox_ranked_words(n: int, threshold: int, seed: int, offset: int) -> np.ndarray:
+    r"""The uniform word :math:`W_i` of each element under the ranked rule (module docstring).
+
+    Untied elements, and every element of a group with more than ``RANK_BYTES`` ties, have the
+    words of :func:`philox_dropout_words`; a tied element of a group with at most
+    ``RANK_BYTES`` ties keeps its level-0 byte on top and takes its three lower bytes from
+    byte :math:`r_i` (its rank among the group's ties) of the rank streams
+    :math:`(q, \text{offset}, 4 + \ell, 0)`, :math:`\ell = 1, 2, 3`.
+
+    Parameters
+    ----------
+    n, seed, offset : int
+        As in :func:`philox_dropout_bytes`.
+    threshold : int
+        :math:`t`, :math:`0 \le t < 2^{32}`: its top byte decides which elements tie.
+
+    Returns
+    -------
+    numpy.ndarray of uint32, shape (n,)
+    """
+    _check_threshold(threshold)
+    _check_stream(n, offset)
+    n_groups = -(-n // RANK_GROUP)
+    words = philox_dropout_words(n_groups * RANK_GROUP, seed, offset).reshape(n_groups, -1)
+    tie = (words >> np.uint32(24)) == np.uint32(threshold >> 24)
+    rank = np.cumsum(tie, axis=1) - tie  # ties before each element, in its group
+    ranked = tie & (tie.sum(axis=1) <= RANK_BYTES)[:, None]
+    lower = np.zeros(words.shape, dtype=np.uint32)
+    shifts = np.arange(0, 32, 8, dtype=np.uint32)
+    for level in range(1, DROPOUT_LEVELS):
+        calls = np.stack(philox4x32((np.arange(n_groups), offset, 4 + level, 0), seed), axis=1)
+        stream = ((calls[:, :, None] >> shifts) & 0xFF).reshape(n_groups, RANK_BYTES)
+        level_bytes = np.take_along_axis(stream, np.minimum(rank, RANK_BYTES - 1), axis=1)
+        lower |= level_bytes << np.uint32(24 - 8 * level)
+    ranked_words = (words & np.uint32(0xFF000000)) | lower
+    return np.where(ranked, ranked_words, words).reshape(-1)[:n]
+
+
+def _check_threshold(threshold: int) -> None:
+    if not 0 <= threshold < 1 << 32:
+        raise ValueError(f"threshold must be an integer in [0, 2**32), but got {threshold!r}")
+
+
+def philox_keep_mask(
+    n: int, threshold: int, seed: int, offset: int, *, rule: str = "levels"
+) -> np.ndarray:
     r"""The keep mask :math:`W_i \ge t` of the Triton kernels, for threshold :math:`t`.
 
     Parameters
@@ -239,14 +310,22 @@ def philox_keep_mask(n: int, threshold: int, seed: int, offset: int) -> np.ndarr
     threshold : int
         :math:`t`, :math:`0 \le t < 2^{32}`; dropout with drop probability :math:`p` uses
         :math:`t = \operatorname{round}(p\,2^{32})`, so that :math:`P(\text{keep}) = 1 - t/2^{32}`.
+    rule : {"levels", "ranked"}, default "levels"
+        Where a tied element's lower bytes come from: :func:`philox_dropout_words` (the
+        ``"eager"`` and ``"lazy"`` kernels) or :func:`philox_ranked_words` (``"ranked"``).
 
     Returns
     -------
     numpy.ndarray of bool, shape (n,)
     """
-    if not 0 <= threshold < 1 << 32:
-        raise ValueError(f"threshold must be an integer in [0, 2**32), but got {threshold!r}")
-    return philox_dropout_words(n, seed, offset) >= np.uint32(threshold)
+    _check_threshold(threshold)
+    if rule == "levels":
+        words = philox_dropout_words(n, seed, offset)
+    elif rule == "ranked":
+        words = philox_ranked_words(n, threshold, seed, offset)
+    else:
+        raise ValueError(f"rule must be 'levels' or 'ranked', but got {rule!r}")
+    return words >= np.uint32(threshold)
 
 
 def philox_bytes_consumed(words: np.ndarray, threshold: int) -> np.ndarray:

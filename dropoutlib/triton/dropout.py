@@ -27,8 +27,20 @@ elements; in a program of :math:`16 \cdot 128` elements some element ties at lev
 probability :math:`1 - (255/256)^{2048} \approx 1`, so asking would not save it) and
 branches once, on a tie after two bytes (probability :math:`\approx 2048/2^{16} \approx 3\%`
 per program), for levels 2 and 3; ``"lazy"`` branches before every level. ``"biased"`` stops
-after one byte (FlashAttention's corner, for pricing exactness only). Variant, layout, block
-and warps change the speed, never the mask (``"biased"`` aside).
+after one byte (FlashAttention's corner, for pricing exactness only). Layout, block and warps
+change the speed, never the mask; ``"eager"`` and ``"lazy"`` draw the same mask, the level rule
+of :func:`dropoutlib.numpy.philox.philox_keep_mask`.
+
+**The ranked variant** (``"ranked"``) draws the *ranked rule* of
+:func:`dropoutlib.numpy.philox.philox_ranked_words` instead: the same level-0 bytes, the same
+exact :math:`P(\text{keep}) = 1 - t/2^{32}`, but a tied element's lower bytes come from one
+Philox call per refinement group of 1024 elements and level (counter :math:`(q, \text{offset},
+4 + \ell, 0)`), byte :math:`r` going to the group's tied element of rank :math:`r`
+(``tl.cumsum`` of the tie flags, then ``tl.gather``), instead of a call per 16 elements. A
+group with more than 16 ties (probability about :math:`10^{-6}`) falls back, behind one
+branch, to the level rule's bytes for its tied elements. The refinement groups are fixed
+(``RANK_GROUP``), so the mask does not depend on the launch: ``block`` must be a multiple of
+64 (a program holds whole groups), any layout and warps.
 
 **Counters are uint32.** The kernel calls ``tl.philox`` with four explicit uint32 counter words.
 Triton picks the Philox variant from the counters' width, and some releases turned a uint64
@@ -46,7 +58,7 @@ import triton.language as tl
 
 from dropoutlib._validation import check_probability
 from dropoutlib.numpy.functional import _drop_threshold, inverted_scale
-from dropoutlib.numpy.philox import check_seed_offset
+from dropoutlib.numpy.philox import RANK_BYTES, RANK_GROUP, check_seed_offset
 
 __all__ = ["DEFAULT_BLOCK", "seeded_dropout_backward", "seeded_dropout_forward", "seeded_keep_mask"]
 
@@ -63,9 +75,12 @@ DEFAULT_VARIANT = "eager"
 #: ``j`` selected per column, loads in the same tile, no conversion), "spread" (indices
 #: interleaved like the flags: no conversion, but no vectorised loads either).
 DEFAULT_LAYOUT = "interleave"
-VARIANTS = ("eager", "lazy", "biased")
+VARIANTS = ("eager", "lazy", "biased", "ranked")
 LAYOUTS = ("interleave", "rows", "spread")
-_VARIANT_CODE = {"eager": 1, "lazy": 0, "biased": -1}
+_VARIANT_CODE = {"eager": 1, "lazy": 0, "biased": -1, "ranked": 2}
+_RANK_CALLS = RANK_GROUP // 16  # Philox calls (level 0) per refinement group
+if (RANK_GROUP, RANK_BYTES) != (1024, 16):  # the kernel spells them out (64 calls, 16 bytes)
+    raise ImportError("the ranked kernel is written for RANK_GROUP = 1024, RANK_BYTES = 16")
 _LAYOUT_CODE = {"interleave": 0, "rows": 1, "spread": 2}
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MAX_NUMEL = 1 << 35  # groups below 2**31: int32 group arithmetic; uint32 counter word c0
@@ -132,6 +147,50 @@ def _refine(seed, groups, offset, t, keep, tie, level: tl.constexpr, ROWS: tl.co
 
 
 @triton.jit
+def _tie_ranks(tie, BLOCK: tl.constexpr):
+    """Rank of each tie among its refinement group's ties, and whether the group has too many.
+
+    Both are ``(BLOCK // 64, 1024)`` tiles: row ``k`` is the program's ``k``-th group of 1024
+    elements, in element order (``tie`` is a flat block or a ``(BLOCK, 16)`` tile).
+    """
+    flags = tl.reshape(tie.to(tl.int32), (BLOCK // 64, 1024))
+    rank = tl.cumsum(flags, axis=1) - flags  # ties before the element in its group
+    count = tl.sum(flags, axis=1)
+    over = tl.broadcast_to((count > 16)[:, None], (BLOCK // 64, 1024))
+    return tl.minimum(rank, 15), over
+
+
+@triton.jit
+def _refine_ranked(
+    seed,
+    pid,
+    groups,
+    offset,
+    t,
+    keep,
+    tie,
+    rank,
+    over,
+    fallback,
+    level: tl.constexpr,
+    BLOCK: tl.constexpr,
+    ROWS: tl.constexpr,
+):
+    """:func:`_refine` with the ranked rule's bytes: byte ``rank`` of the group's rank stream."""
+    refinement_groups = pid * (BLOCK // 64) + tl.arange(0, BLOCK // 64)
+    stream = _level_bytes(seed, refinement_groups, offset, 4 + level, True)  # (BLOCK // 64, 16)
+    level_bytes = tl.reshape(tl.gather(stream, rank, axis=1), tie.shape)
+    if fallback:  # some group has more than 16 ties: the level rule's bytes for its elements
+        level_bytes = tl.where(
+            tl.reshape(over, tie.shape),
+            _level_bytes(seed, groups, offset, level, ROWS),
+            level_bytes,
+        )
+    t_byte = (t >> (24 - 8 * level)) & 0xFF
+    return keep | (tie & (level_bytes > t_byte)), tie & (level_bytes == t_byte)
+
+
+@triton.jit
 def _keep_block(
     seed,
     offset,
@@ -161,6 +220,46 @@ def _keep_block(
                 keep, tie = _refine(seed, groups, offset, t, keep, tie, 2, ROWS)
                 if LEVELS >= 3:
                     keep, tie = _refine(seed, groups, offset, t, keep, tie, 3, ROWS)
+    elif VARIANT == 2:  # ranked: one Philox call per 1024 elements and level, by tie rank
+        if LEVELS >= 1:
+            rank, over = _tie_ranks(tie, BLOCK)
+            fallback = _any(over, True)
+            keep, tie = _refine_ranked(
+                seed, pid, groups, offset, t, keep, tie, rank, over, fallback, 1, BLOCK, ROWS
+            )
+            if LEVELS >= 2:
+                if _any(tie, ROWS):  # P about 4 / 256 per group of 1024
+                    keep, tie = _refine_ranked(
+                        seed,
+                        pid,
+                        groups,
+                        offset,
+                        t,
+                        keep,
+                        tie,
+                        rank,
+                        over,
+                        fallback,
+                        2,
+                        BLOCK,
+                        ROWS,
+                    )
+                    if LEVELS >= 3:
+                        keep, tie = _refine_ranked(
+                            seed,
+                            pid,
+                            groups,
+                            offset,
+                            t,
+                            keep,
+                            tie,
+                            rank,
+                            over,
+                            fallback,
+                            3,
+                            BLOCK,
+                            ROWS,
+                        )
     elif VARIANT == 0:  # lazy: a reduction before each level
         if LEVELS >= 1:
             if _any(tie, ROWS):
@@ -278,6 +377,11 @@ def _kernel_options(
     _check_block(block)
     if variant not in _VARIANT_CODE:
         raise ValueError(f"variant must be one of {VARIANTS}, but got {variant!r}")
+    if variant == "ranked" and block < _RANK_CALLS:
+        raise ValueError(
+            f"the ranked variant needs block >= {_RANK_CALLS} (whole refinement groups of "
+            f"{RANK_GROUP} elements per program), but got {block}"
+        )
     if layout not in _LAYOUT_CODE:
         raise ValueError(f"layout must be one of {LAYOUTS}, but got {layout!r}")
     options = {"num_warps": DEFAULT_NUM_WARPS if num_warps is None else num_warps}
@@ -379,8 +483,9 @@ def seeded_keep_mask(
 ) -> torch.Tensor:
     """The bool keep mask of ``(seed, offset)`` for ``n`` elements (for checks and stored modes).
 
-    ``block``, ``variant`` (``"eager"`` or ``"lazy"``), ``layout`` and ``num_warps`` select the
-    kernel configuration; the mask does not depend on them (``variant="biased"`` aside).
+    ``block``, ``variant``, ``layout`` and ``num_warps`` select the kernel configuration; the
+    mask does not depend on them, except that ``"ranked"`` draws the ranked rule
+    (``philox_keep_mask(..., rule="ranked")``) and ``"biased"`` compares one byte only.
     """
     p = check_probability(p)
     seed, offset = check_seed_offset(seed, offset, offset_bits=32)
