@@ -12,6 +12,14 @@ from dropoutlib.torch.functional import (
     feature_alpha_dropout,
 )
 from dropoutlib.torch.gaussian import GaussianDropout as GaussianDropout
+from dropoutlib.torch.mc import (
+    FunctionalDropoutWarning,
+    dropout_modules,
+    enable_mc_dropout,
+    functional_dropout_sites,
+    mc_dropout,
+    mc_forward,
+)
 from dropoutlib.torch.modules import (
     AlphaDropout,
     Dropout,
@@ -29,10 +37,16 @@ __all__ = [
     "Dropout2d",
     "Dropout3d",
     "FeatureAlphaDropout",
+    "FunctionalDropoutWarning",
     "alpha_dropout",
     "dropout",
     "dropout1d",
     "dropout2d",
     "dropout3d",
+    "dropout_modules",
+    "enable_mc_dropout",
     "feature_alpha_dropout",
+    "functional_dropout_sites",
+    "mc_dropout",
+    "mc_forward",
 ]
