@@ -111,7 +111,7 @@ class Trajectory:
         return len(self.val_loss) - 1
 
     def at(self, epoch: int) -> Sequential:
-        """Load the weights of ``epoch`` into :attr:`model` and return it."""
+        """Load the weights of ``epoch`` into ``model`` and return it."""
         if not 0 <= epoch <= self.epochs:
             raise ValueError(f"epoch must lie in [0, {self.epochs}], but got {epoch}")
         for p, saved in zip(self.model.parameters(), self.snapshots[epoch], strict=True):
