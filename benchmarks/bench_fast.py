@@ -12,8 +12,10 @@ GPU (when CUDA is available): first the compiled kernels are checked against the
 Philox4x32 reference (raw words, masks element for element at several p and at forced
 ties, forward, regenerated backward, bfloat16 rounding; every swept variant and layout), and
 the results recorded. Then a sweep of kernel configurations at 2**28 (layout x block/warps at
-p = 0.5, then the eager/lazy refinement at the two best, biased one-byte for reference) picks
-one configuration per dtype (``device.chosen`` in the JSON) for the headline rows: the
+p = 0.5; then, per layout, the eager refinement at that layout's best shape and the ranked
+one at its two best shapes of block >= 64, at p = 0.1; biased one-byte for reference) picks
+one configuration per dtype on the p = 0.1 ratio (p = 0.5 is a tie: no refinement is
+compiled there) (``device.chosen`` in the JSON) for the headline rows: the
 Triton seeded kernels (:mod:`dropoutlib.triton`, byte-first, 16 elements per Philox call)
 forward and backward at p = 0.5 (ties never refined) and p = 0.1 (refined) against
 ``y.copy_(x)``, ``torch.native_dropout`` forward (writes a 1-byte mask) and
@@ -267,27 +269,28 @@ def _sweep_dtype(x: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             ratio = run(0.5, "eager", layout, block, warps)  # the variant is moot at p = 1/2
             if ratio is not None:
                 stage_a[(layout, block, warps)] = ratio
-    best = sorted(stage_a, key=stage_a.__getitem__)[:2]
-    scores = {}
-    for layout, block, warps in best:
-        for variant in ("eager", "lazy"):
-            ratio = run(0.1, variant, layout, block, warps)
+    scores = {}  # (variant, layout, block, warps) -> ratio to copy at p = 0.1
+    for layout in SWEEP_LAYOUTS:
+        shapes = sorted((k for k in stage_a if k[0] == layout), key=stage_a.__getitem__)
+        candidates = [("eager", key) for key in shapes[:1]]
+        candidates += [("ranked", key) for key in [k for k in shapes if k[1] >= 64][:2]]
+        for variant, key in candidates:
+            ratio = run(0.1, variant, *key)
             if ratio is not None:
-                scores[(variant, layout, block, warps)] = max(
-                    ratio, stage_a[(layout, block, warps)]
-                )
-    if best:
-        run(0.1, "biased", *best[0])
+                scores[(variant, *key)] = ratio
+    if stage_a:
+        run(0.1, "biased", *min(stage_a, key=stage_a.__getitem__))
     if not scores:
         return None
-    key = min(scores, key=scores.__getitem__)
+    key = min(scores, key=scores.__getitem__)  # on p = 0.1: at p = 0.5 all shapes tie
     variant, layout, block, warps = key
     return {
         "variant": variant,
         "layout": layout,
         "block": block,
         "num_warps": warps,
-        "max_x_copy": scores[key],
+        "x_copy_p0.1": scores[key],
+        "x_copy_p0.5": stage_a[(layout, block, warps)],
         "source": "sweep",
     }
 
@@ -296,10 +299,12 @@ def _gpu_sweep(n: int, device: str = "cuda") -> tuple[list[dict[str, Any]], dict
     """Kernel configurations at one size, forward only (the backward is the same kernel).
 
     Stage A, p = 1/2 (no refinement compiled in: only layout, block and warps matter):
-    every layout in ``SWEEP_LAYOUTS`` at every (block, warps) in ``SWEEP_SHAPES``. Stage B,
-    p = 0.1 (ties refined): the "eager" and "lazy" variants at the two fastest stage-A
-    shapes, and the biased one-byte kernel at the fastest (to price exactness). The chosen
-    configuration per dtype minimises the larger of its two ratios to copy (p = 0.5, p = 0.1).
+    every layout in ``SWEEP_LAYOUTS`` at every (block, warps) in ``SWEEP_SHAPES`` (the ranked
+    kernel at p = 1/2 is the eager one: no refinement is compiled in). Stage B, p = 0.1 (ties
+    refined), for EACH layout: "eager" at that layout's fastest stage-A shape and "ranked" at
+    its two fastest shapes with block >= 64 (whole refinement groups); the biased one-byte
+    kernel at the overall fastest shape (to price exactness). The chosen configuration per
+    dtype has the smallest ratio to copy at p = 0.1 (p = 0.5 is a tie within noise).
     A configuration that fails to compile or run is recorded with its error and skipped.
     The mask does not depend on any of these (tested; checked compiled in ``gpu_checks``).
     """
@@ -323,21 +328,39 @@ def _random_bits(n: int, block: int) -> list[dict[str, Any]]:
 
     Counted on the NumPy reference stream (the kernel's mask is checked equal to it): the
     lazy variant computes level l for all its groups when any element reads level l; the
-    eager one computes level 1 always and levels 2 and 3 when any element reads level 2.
+    eager one computes level 1 always and levels 2 and 3 when any element reads level 2. The
+    ranked one (counted with ``block`` raised to 64 if smaller) computes one call per 1024
+    elements for level 1 and, when any element of the program reads level 2 by the level
+    rule's words, for levels 2 and 3 (the ranked words differ, the rates do not), plus the
+    level rule's calls for a program with a group of more than 16 ties.
     """
-    from dropoutlib.numpy.philox import philox_bytes_consumed, philox_dropout_words
+    from dropoutlib.numpy.philox import (
+        RANK_BYTES,
+        RANK_GROUP,
+        philox_bytes_consumed,
+        philox_dropout_words,
+    )
     from dropoutlib.triton.dropout import _levels
 
     words = philox_dropout_words(n, 123, 0)
+    ranked_block = max(block, RANK_GROUP // 16)
     rows = []
     for p in GPU_PS:
-        consumed = philox_bytes_consumed(words, int(_drop_threshold(p)))
+        t = int(_drop_threshold(p))
+        consumed = philox_bytes_consumed(words, t)
         deepest = consumed[: n - n % (16 * block)].reshape(-1, 16 * block).max(axis=1)
-        if _levels(int(_drop_threshold(p))) == 0:
+        m = n - n % (16 * ranked_block)
+        deep_r = consumed[:m].reshape(-1, 16 * ranked_block).max(axis=1)
+        ties = ((words[:m] >> 24) == (t >> 24)).reshape(-1, ranked_block // 64, RANK_GROUP)
+        over = (ties.sum(axis=2) > RANK_BYTES).any(axis=1)
+        if _levels(t) == 0:
             lazy = eager = np.ones(deepest.shape)  # no refinement compiled in
+            ranked = np.ones(deep_r.shape)
         else:  # lazy: level l when any element reads it; eager: level 1 always, 2-3 together
             lazy = 1.0 + (deepest >= 2) + (deepest >= 3) + (deepest >= 4)
             eager = 2.0 + 2.0 * (deepest >= 3)
+            levels = 1.0 + 2.0 * (deep_r >= 3)
+            ranked = 1.0 + levels * (16 / RANK_GROUP + over)
         rows.append(
             {
                 "p": p,
@@ -347,6 +370,8 @@ def _random_bits(n: int, block: int) -> list[dict[str, Any]]:
                 "block": block,
                 "philox_calls_per_16_elems lazy": float(lazy.mean()),
                 "philox_calls_per_16_elems eager": float(eager.mean()),
+                "philox_calls_per_16_elems ranked": float(ranked.mean()),
+                "ranked_fallback_programs": int(over.sum()) if _levels(t) else 0,
                 "bits_computed_per_elem eager": 8 * float(eager.mean()),
             }
         )
@@ -378,23 +403,33 @@ def gpu_checks(n: int = (1 << 20) + 5, device: str = "cuda") -> dict[str, Any]:
     reference_words = philox_dropout_words(n, 123, 0)
     thresholds = {f"p={p}": int(_drop_threshold(p)) for p in (0.1, 0.3, 0.5, 0.85)}
     thresholds["forced 4-byte tie"] = int(reference_words[n // 3])  # t = W: refined to level 3
+    # (forced for the level rule's words; under the ranked rule these ties refine through the
+    # rank streams instead, to a depth of chance: tests/test_triton_dropout.py forces those)
     thresholds["forced 3-byte tie"] = (int(reference_words[n // 2]) & 0xFFFFFF00) | 1
     combos = [(DEFAULT_VARIANT, DEFAULT_LAYOUT)]
-    combos += [(v, la) for v in ("eager", "lazy") for la in SWEEP_LAYOUTS if (v, la) != combos[0]]
+    combos += [
+        (v, la) for v in ("eager", "lazy", "ranked") for la in SWEEP_LAYOUTS if (v, la) != combos[0]
+    ]
     thresholds["depth 1"] = 0x40800000  # refinement compiled to level 1 only
     thresholds["depth 2"] = (int(reference_words[n // 5]) & 0xFFFF0000) | 0x8000
     for name, t in thresholds.items():
         p = t / 2**32
-        expected = philox_keep_mask(n, t, 123, 0)
+        expected_levels = philox_keep_mask(n, t, 123, 0)
+        expected_ranked = philox_keep_mask(n, t, 123, 0, rule="ranked")
         for variant, layout in combos:
+            expected = expected_ranked if variant == "ranked" else expected_levels
             if (variant, layout) != combos[0] and _levels(t) not in (0, 3):
                 continue  # depths 1 and 2: the default configuration only (compile time)
-            if True:
+            key = f"{name} {variant} {layout}"
+            try:  # a configuration that fails to compile is a failed check, not a crash
                 mask = keep_mask(n, p, 123, 0, device=device, variant=variant, layout=layout)
-                mask = mask.cpu().numpy()
-                key = f"{name} {variant} {layout}"
-                checks[f"mask_equals_numpy {key}"] = bool(np.array_equal(mask, expected))
-                checks[f"mask_mismatches {key}"] = int(np.count_nonzero(mask != expected))
+            except Exception as error:
+                checks[f"mask_equals_numpy {key}"] = False
+                checks[f"error {key}"] = repr(error)[:300]
+                continue
+            mask = mask.cpu().numpy()
+            checks[f"mask_equals_numpy {key}"] = bool(np.array_equal(mask, expected))
+            checks[f"mask_mismatches {key}"] = int(np.count_nonzero(mask != expected))
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(n, device=device, generator=gen)
     g = torch.randn(n, device=device, generator=gen)
@@ -406,9 +441,26 @@ def gpu_checks(n: int = (1 << 20) + 5, device: str = "cuda") -> dict[str, Any]:
         checks[f"fwd_equals_x_m_c p={p}"] = bool(torch.equal(y1, x * mask * scale))
         dx = seeded_dropout_backward(g, p, 123, block=64)
         checks[f"bwd_regenerates_mask p={p}"] = bool(torch.equal(dx, g * mask * scale))
+        ranked_mask = torch.from_numpy(
+            philox_keep_mask(n, int(_drop_threshold(p)), 123, 0, rule="ranked")
+        ).to(device)
         for variant, layout in combos[1:] if p == 0.1 else []:  # refined: the branches differ
-            other = _launch(x, p, 123, 0, 128, variant=variant, layout=layout, num_warps=4)
-            checks[f"{variant} {layout} equal p={p}"] = bool(torch.equal(other, y1))
+            try:
+                other = _launch(x, p, 123, 0, 128, variant=variant, layout=layout, num_warps=4)
+            except Exception as error:
+                checks[f"{variant} {layout} runs p={p}"] = False
+                checks[f"error {variant} {layout} p={p}"] = repr(error)[:300]
+                continue
+            if variant == "ranked":
+                checks[f"{variant} {layout} fwd p={p}"] = bool(
+                    torch.equal(other, x * ranked_mask * scale)
+                )
+                back = _launch(g, p, 123, 0, 64, variant=variant, layout=layout, num_warps=2)
+                checks[f"{variant} {layout} bwd p={p}"] = bool(
+                    torch.equal(back, g * ranked_mask * scale)
+                )
+            else:
+                checks[f"{variant} {layout} equal p={p}"] = bool(torch.equal(other, y1))
         xb = x.bfloat16()
         yb = seeded_dropout_forward(xb, p, 123)
         checks[f"bf16_equals_rounded_x_m_c p={p}"] = bool(

@@ -353,7 +353,7 @@ def test_ranked_variant_matches_its_reference_forced_ties_and_fallback(layout):
     """Group 0 has more than 16 ties (fallback to the level rule), group 1 and 2 are ranked.
 
     Thresholds: p = 0.1 and 0.5, depth 1, and ties forced through levels 2 and 3 at a ranked
-    element and at a fallback element; blocks of 64 and 128 refinement-group calls.
+    element and at a fallback element; blocks of 64 and (at depth 3) 128 Philox calls.
     """
     seed = 31
     offset, byte = _overflowing_offset(seed)
@@ -377,7 +377,7 @@ def test_ranked_variant_matches_its_reference_forced_ties_and_fallback(layout):
         expected = philox_keep_mask(n, t, seed, offset, rule="ranked")
         for k in (k_fallback, k_ranked):
             depths.add(int(philox_bytes_consumed(words[k : k + 1], t)[0]))
-        for block in (64, 128):
+        for block in (64, 128) if _levels(t) == 3 else (64,):  # compilations on a GPU
             y = _launch(x, p, seed, offset, block, variant="ranked", layout=layout, num_warps=2)
             ref = x.cpu().numpy() * expected * inverted_scale(p, np.float32)
             np.testing.assert_array_equal(

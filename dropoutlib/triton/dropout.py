@@ -68,7 +68,10 @@ DEFAULT_BLOCK = 128
 DEFAULT_NUM_WARPS = 4
 #: How ties are refined: "eager" computes level 1 for every group with no reduction and
 #: reduces once (per program) before levels 2-3; "lazy" reduces before every level;
-#: "biased" never refines (FlashAttention's single byte: P(keep) is off by up to 2**-8).
+#: "biased" never refines (FlashAttention's single byte: P(keep) is off by up to 2**-8);
+#: "ranked" refines from one Philox call per 1024 elements and level (its own exact mask, the
+#: ranked rule; block >= 64). The default stays "eager", whose mask is the level rule that
+#: ``philox_keep_mask`` computes by default and the chapters compare with.
 DEFAULT_VARIANT = "eager"
 #: How flags meet data: "interleave" (flags interleaved from the four words, data loaded
 #: from a plain range, one layout conversion), "rows" (a (block, 16) tile: byte ``b`` of word
