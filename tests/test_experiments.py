@@ -74,6 +74,20 @@ def test_committed_data_size_matches_the_code():
     _close(fresh, stored, ("val_error", "train_error", "test_error"))
 
 
+def test_committed_budget_control_extends_the_base_runs():
+    """A data_size_doubled point shares its streams with the data_size point, so the doubled run
+    passes through every checkpoint of the base run: its kept (validation error, loss) is at most
+    the base run's, and where it was kept within the base budget it is the same network."""
+    base, doubled = load_results("data_size"), load_results("data_size_doubled")
+    assert doubled.config["steps"] == 2 * base.config["steps"]
+    assert doubled.seeds == base.seeds
+    for r in doubled.rows:
+        (b,) = base.select(seed=r["seed"], n_train=r["n_train"], dropout=r["dropout"])
+        assert (r["val_error"], r["val_loss"]) <= (b["val_error"], b["val_loss"])
+        if r["best_step"] <= base.config["steps"]:
+            assert (r["best_step"], r["test_error"]) == (b["best_step"], b["test_error"])
+
+
 def test_committed_p_effect_matches_the_code_and_chose_on_validation():
     """One chosen point (the cheapest network, width 64) is re-run; and in every (mode, keep)
     group exactly the learning rate of lowest mean validation error carries a test error."""

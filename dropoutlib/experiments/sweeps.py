@@ -9,6 +9,7 @@ name               what                                                         
 =================  ============================================================  ===========
 ``p_effect``       error against the keep probability, width fixed / keep*width  Figure 9
 ``data_size``      dropout vs none against the number of training examples       Figure 10
+data_size_doubled  the same with twice the training steps (budget control)       Figure 10
 ``autoencoder``    hidden activations (sparsity) and first-layer features        Figures 7, 8
 ``mc_averaging``   Monte Carlo model averaging over k masks vs weight scaling    Figure 11
 ``gaussian``       Bernoulli vs Gaussian dropout vs none                         Table 10
@@ -170,6 +171,13 @@ _P_EFFECT = {
 
 def _data_size_settings(quick: bool) -> list[dict[str, Any]]:
     sizes = [100, 719] if quick else [50, 100, 200, 400, 719]
+    return [{"n_train": n, "dropout": d} for n in sizes for d in (False, True)]
+
+
+def _data_size_doubled_settings(quick: bool) -> list[dict[str, Any]]:
+    """The protocol's budget control of Figure 10: the same points with twice the steps. A
+    point's streams do not depend on the budget, so its first 2000 steps are the base run's."""
+    sizes = [100] if quick else [50, 100, 719]
     return [{"n_train": n, "dropout": d} for n in sizes for d in (False, True)]
 
 
@@ -402,6 +410,13 @@ EXPERIMENTS: dict[str, Experiment] = {
             "data_size", "Figure 10: dropout vs none against training-set size",
             _data_size_settings, _data_size_point,
             {"lr": 0.01, "p_input": 0.2, "p_hidden": 0.5}, [0, 1, 2, 3, 4], protocol=True,
+        ),
+        Experiment(
+            "data_size_doubled",
+            "Figure 10's budget control: data_size with twice the steps at 50, 100, 719",
+            _data_size_doubled_settings, _data_size_point,
+            {"lr": 0.01, "p_input": 0.2, "p_hidden": 0.5, "steps": 4000}, [0, 1, 2, 3, 4],
+            protocol=True,
         ),
         Experiment(
             "autoencoder", "Figures 7-8: autoencoder features and hidden-unit sparsity",
