@@ -361,6 +361,7 @@ def test_ranked_variant_matches_its_reference_forced_ties_and_fallback(layout):
     top = philox_dropout_words(n, seed, offset) >> 24
     ties = np.flatnonzero(top == byte)
     assert np.count_nonzero(ties < RANK_GROUP) > RANK_BYTES  # the fallback is exercised
+    assert np.count_nonzero((ties >= RANK_GROUP) & (ties < 2 * RANK_GROUP)) <= RANK_BYTES
     k_fallback, k_ranked = int(ties[0]), int(ties[ties >= RANK_GROUP][0])
     t_top = byte << 24
     words = philox_ranked_words(n, t_top | 1, seed, offset)  # any t with this top byte
