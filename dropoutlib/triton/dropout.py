@@ -40,7 +40,10 @@ Philox call per refinement group of 1024 elements and level (counter :math:`(q, 
 group with more than 16 ties (probability about :math:`10^{-6}`) falls back, behind one
 branch, to the level rule's bytes for its tied elements. The refinement groups are fixed
 (``RANK_GROUP``), so the mask does not depend on the launch: ``block`` must be a multiple of
-64 (a program holds whole groups), any layout and warps.
+64 (a program holds whole groups), any layout and warps. It is exact and tested under Triton's
+interpreter, but Triton 3.6's compiler rejects it (``PassManager::run failed`` in the
+``TritonGPUOptimizeThreadLocality`` pass, on an H200: ``benchmarks/results/fast_gpu.json``),
+so it stays an experiment and ``"eager"`` the default.
 
 **Counters are uint32.** The kernel calls ``tl.philox`` with four explicit uint32 counter words.
 Triton picks the Philox variant from the counters' width, and some releases turned a uint64
