@@ -57,7 +57,7 @@ def phone_text_px(points: float, figure_width: float) -> float:
     Returns
     -------
     float
-        :math:`\\text{points} / 72 \\cdot \\text{PHONE\\_COLUMN\\_PX} / \\text{figure\\_width}`.
+        ``points / 72 * PHONE_COLUMN_PX / figure_width``.
 
     Examples
     --------

@@ -18,6 +18,7 @@ import http.server
 import os
 import re
 import shutil
+import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -29,6 +30,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import ROOT, toc_pages
+
+sys.path.insert(0, str(ROOT / "tools"))
+from equation_overflow import EQUATIONS_JS, too_wide
 
 pytestmark = pytest.mark.browser
 
@@ -80,27 +84,10 @@ OVERFLOW_JS = """(width) => {
 }"""
 
 
-# Display equations measured per page: the formula plus its number must fit the column.
-EQUATIONS_JS = """() => Array.from(document.querySelectorAll('div.math')).map(div => {
-  const math = div.querySelector('mjx-container > mjx-math');
-  const eqno = div.querySelector('.eqno');
-  const mathWidth = math ? math.getBoundingClientRect().width : div.scrollWidth;
-  const eqnoWidth = eqno ? eqno.getBoundingClientRect().width : 0;
-  return {id: div.id || (eqno ? eqno.textContent.trim() : ''),
-          need: Math.ceil(mathWidth + eqnoWidth), column: div.clientWidth,
-          scrolls: getComputedStyle(div).overflowX === 'auto'};
-})"""
 # At 390 px, a page may have this many display equations wider than the column (they scroll).
 # Budget for the chapters' authors: break long equations with aligned/multline to stay within.
+# `python tools/equation_overflow.py` prints the counts of every page at both widths.
 PHONE_EQUATION_BUDGET = 3
-
-
-def too_wide(equations: list[dict]) -> list[str]:
-    return [
-        f"{e['id'] or '?'} needs {e['need']} px of {e['column']}"
-        for e in equations
-        if e["need"] > e["column"] + 1
-    ]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -259,7 +246,7 @@ def test_phone_column_width_is_what_the_figure_style_assumes(browser, server):
     visit = PageVisit(browser, server, CHAPTERS[0], PHONE)
     try:
         width = visit.page.evaluate(
-            "() => document.querySelector('article.bd-article, main').clientWidth"
+            "() => document.querySelector('article.bd-article section > p').clientWidth"
         )
     finally:
         visit.close()
@@ -280,7 +267,7 @@ def test_one_search_field_favicon_and_licences(visits):
     assert header == 0
     icon = page.evaluate("() => document.querySelector('link[rel=icon]')?.href || ''")
     assert icon.endswith("favicon.png"), icon
-    footer = page.evaluate("() => document.querySelector('footer').innerText")
+    footer = page.evaluate("() => document.querySelector('.extra_footer').innerText")
     assert "MIT license" in footer and "CC BY 4.0" in footer, footer
 
 
