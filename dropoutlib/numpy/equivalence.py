@@ -40,9 +40,10 @@ def to_inverted(model: Sequential) -> Sequential:
     the same masks as the original when both run the same sequence of forward passes.
 
     Plain SGD with momentum applies as is. Weight decay and max-norm, if used, must also be
-    rescaled for those layers (:math:`\lambda/q^2` and :math:`q\,c`);
-    :class:`~dropoutlib.numpy.optim.SGD` takes one value for all layers, so the twin is exact
-    without them. The generators are copied *now*: anything else that later draws from the
+    rescaled for those layers (:math:`\lambda/q^2` and :math:`q\,c`):
+    :class:`~dropoutlib.numpy.optim.SGD` takes one weight decay for all parameters, so the twin
+    is exact only without weight decay; for max-norm pass :func:`inverted_max_norm_radii`
+    ``(model, c)`` as the twin's ``max_norm`` (one radius per weight matrix). The generators are copied *now*: anything else that later draws from the
     original generator (e.g. data shuffling that shares it) puts the two streams out of step.
 
     Parameters
