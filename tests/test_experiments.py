@@ -234,3 +234,23 @@ def test_bad_arguments_stop_before_the_sweep_with_a_usage_message(
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: python -m dropoutlib.experiments") and message in err, err
+
+
+def test_sweeps_read_the_test_set_once_per_chosen_network_and_count_it():
+    """Review 10-13: the sweeps read the test set through a counted read, once per network
+    whose settings are chosen (and never for a network that validation did not choose)."""
+    from dropoutlib.experiments.common import digits_split
+
+    cases = [
+        ("p_effect", {"mode": "pn_fixed", "keep": 1.0, "lr": 0.01}, 0),  # not chosen: no read
+        ("p_effect", {"mode": "pn_fixed", "keep": 1.0, "lr": 0.01, "chosen": True}, 1),
+        ("data_size", {"n_train": 100, "dropout": True}, 1),
+        ("mc_averaging", {"p": 0.5}, 1),  # weight scaling and every k share one read
+    ]
+    for name, setting, reads in cases:
+        config = {**EXPERIMENTS[name].config(True), "steps": 20, "eval_every": 10}
+        split = digits_split(config)
+        before = split.test_evaluations
+        rows, _ = EXPERIMENTS[name].point(0, setting, config)
+        assert split.test_evaluations - before == reads, name
+        assert all(("test_error" in r) == bool(reads) for r in rows)

@@ -64,9 +64,20 @@ def _protocol_config(extra: dict[str, Any], quick: bool) -> dict[str, Any]:
     return {**config, **QUICK, "quick": True} if quick else {**config, "quick": False}
 
 
+def _read_test(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out test set, for a network whose settings are already chosen.
+
+    Every read is counted in ``split.test_evaluations`` (as
+    :func:`~dropoutlib.protocol.evaluate_test` does), so a test can check that each finished
+    network is read once; nothing chosen during training may call this.
+    """
+    split.test_evaluations += 1
+    return split._x_test, split._y_test
+
+
 def _test_error(model: Any, split: Split) -> float:
     """The one read of the held-out test set, for a network whose settings are already chosen."""
-    return float(1.0 - evaluate(model, split._x_test, split._y_test)[1])
+    return float(1.0 - evaluate(model, *_read_test(split))[1])
 
 
 # --- Figure 9: the effect of the keep probability --------------------------------------------
@@ -216,11 +227,10 @@ def _mc_point(seed: int, setting: dict[str, Any], config: dict[str, Any]):
         rng=streams.init, mask_rng=streams.masks,
     )  # fmt: skip
     fit = train_checkpointed(model, split, config, lr=config["lr"], order=streams.order)
-    ws_err = _test_error(fit.model, split)
+    x_test, y_test = _read_test(split)  # one read: weight scaling and every k use it
+    ws_err = float(1.0 - evaluate(fit.model, x_test, y_test)[1])
     ks = config["ks"]
-    curve = mc_error_curve(
-        fit.model, split._x_test, split._y_test, ks, rng=np.random.default_rng([seed, 3])
-    )
+    curve = mc_error_curve(fit.model, x_test, y_test, ks, rng=np.random.default_rng([seed, 3]))
     rows = [
         {**setting, "seed": seed, "k": int(k), "test_error": float(e),
          "weight_scaling_test_error": ws_err, "weight_scaling_train_error": fit.train_error,
