@@ -308,6 +308,9 @@ def bernoulli_mask(
        P(m_i = 1) = 1 - t / 2^{32} = 1 - p + \varepsilon, \qquad |\varepsilon| \le 2^{-33},
 
     exact for :math:`p \in \{0, \tfrac14, \tfrac12, \tfrac34, 1\}` and any :math:`k/2^{32}`.
+    The bound holds for :math:`p \le 1 - 2^{-33}`; above that the cap :math:`t \le 2^{32} - 1`
+    keeps :math:`P(m_i = 1) = 2^{-32}`, so :math:`|\varepsilon| < 2^{-32}` (and :math:`p = 1`
+    itself draws nothing and drops everything).
 
     **Byte first.** The word is never drawn whole. Write :math:`w = (b_3 b_2 b_1 b_0)` and
     :math:`t = (t_3 t_2 t_1 t_0)` in base 256, most significant byte first. Comparing
