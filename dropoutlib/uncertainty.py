@@ -51,6 +51,7 @@ binary problems only and has no expected calibration error), :func:`ood_auroc` (
 ``roc_auc_score``), :func:`gaussian_nll` and :func:`mixture_nll` for regression.
 
 Training helpers for the chapter's regression: :func:`squared_error` and :func:`fit_regression`.
+:class:`SharedMaskDropout` is a deliberately wrong layer for the chapter's exercise.
 """
 
 from __future__ import annotations
@@ -62,12 +63,13 @@ from scipy.special import logsumexp
 
 from dropoutlib._validation import check_generator
 from dropoutlib.ensemble import _MAX_ELEMENTS, _mode, _widest, mc_dropout_proba
-from dropoutlib.numpy.nn import Module
+from dropoutlib.numpy.nn import Dropout, Module
 from dropoutlib.numpy.optim import SGD
 
 __all__ = [
     "RegressionPrediction",
     "Reliability",
+    "SharedMaskDropout",
     "brier",
     "choose_tau",
     "ece",
@@ -131,6 +133,28 @@ def mc_outputs(
             count = min(block, samples - start)
             out.append(model(np.tile(x, (count, 1))).reshape(count, n, -1))
     return np.concatenate(out, axis=0)
+
+
+class SharedMaskDropout(Dropout):
+    r"""A **deliberately wrong** :class:`~dropoutlib.numpy.nn.Dropout`: one uniform per pass.
+
+    The bug of drawing a single uniform :math:`u` per forward pass (a scalar where a tensor
+    of the input's shape was meant) and comparing it with :math:`p`: every unit of every row
+    shares one mask, so a pass keeps everything (scaled by :math:`1/(1-p)`) with probability
+    :math:`1-p` or drops everything with probability :math:`p`. Each unit is still kept with
+    probability :math:`1-p`, so the mean is right, but the units are perfectly correlated.
+    Kept for the chapter's exercise; never use it in a model.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0:
+            return super().forward(x)
+        keep = bool(self.rng.random() >= self.p)
+        self.mask = np.full(x.shape, keep)
+        return x * np.asarray(1.0 / (1.0 - self.p) if keep else 0.0, dtype=x.dtype)
+
+    def __repr__(self) -> str:
+        return f"SharedMaskDropout(p={self.p})"
 
 
 # --- classification: uncertainty from T probability vectors ----------------------------------
@@ -360,16 +384,30 @@ def _check_labels(y: np.ndarray, n: int, classes: int) -> np.ndarray:
     return y
 
 
+def _normalised_rows(probs: np.ndarray) -> np.ndarray:
+    """Rows that must sum to 1 within 1e-3, divided by their sum (float64).
+
+    Averages of float32 softmax outputs sum to 1 only up to float32 round-off, which
+    scikit-learn's scores reject with a warning; anything further from 1 is a caller's error.
+    """
+    probs = _check_probs(probs, 2)
+    sums = probs.sum(axis=1, keepdims=True)
+    if probs.size and np.max(np.abs(sums - 1.0)) > 1e-3:
+        raise ValueError("each row of probs must sum to 1 (within 1e-3)")
+    return probs / sums
+
+
 def nll(probs: np.ndarray, y: np.ndarray) -> float:
     r"""Mean negative log-likelihood :math:`-\frac1N\sum_i \log \pi_{i, y_i}` (in nats).
 
     scikit-learn's ``log_loss`` with ``labels=range(C)``; it clips probabilities to
     :math:`[\epsilon, 1-\epsilon]` (machine epsilon of the dtype) so a confident mistake costs a
-    large finite amount instead of infinity.
+    large finite amount instead of infinity. Rows must sum to 1 within 1e-3 and are divided by
+    their sum first (float32 round-off).
     """
     from sklearn.metrics import log_loss
 
-    probs = _check_probs(probs, 2)
+    probs = _normalised_rows(probs)
     y = _check_labels(y, probs.shape[0], probs.shape[1])
     return float(log_loss(y, probs, labels=np.arange(probs.shape[1])))
 
@@ -382,7 +420,7 @@ def brier(probs: np.ndarray, y: np.ndarray) -> float:
     """
     from sklearn.metrics import brier_score_loss
 
-    probs = _check_probs(probs, 2)
+    probs = _normalised_rows(probs)
     y = _check_labels(y, probs.shape[0], probs.shape[1])
     return float(brier_score_loss(y, probs, labels=np.arange(probs.shape[1])))
 

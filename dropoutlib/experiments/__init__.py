@@ -12,6 +12,7 @@ or from Python with :func:`run_experiment`, which returns a tidy
 """
 
 from dropoutlib.experiments import coadaptation as _coadaptation
+from dropoutlib.experiments import uncertainty as _uncertainty
 from dropoutlib.experiments.common import Progress, Results, load_results
 from dropoutlib.experiments.sweeps import EXPERIMENTS, Experiment, run_experiment, run_point
 
@@ -19,6 +20,11 @@ EXPERIMENTS["coadaptation"] = Experiment(
     "coadaptation", "Chapter 1: single-unit ablation, plain vs dropout, matched validation loss",
     _coadaptation.settings, _coadaptation.point, {}, _coadaptation.DEFAULT_SEEDS,
     runner=_coadaptation.run,
+)  # fmt: skip
+EXPERIMENTS["uncertainty"] = Experiment(
+    "uncertainty", "Chapter 15: MC dropout uncertainty (digits 0-4 vs 5-9; 1-D regression vs n)",
+    _uncertainty.settings, _uncertainty.point, {}, _uncertainty.DEFAULT_SEEDS,
+    runner=_uncertainty.run,
 )  # fmt: skip
 
 __all__ = ["EXPERIMENTS", "Progress", "Results", "load_results", "run_experiment", "run_point"]
