@@ -21,8 +21,9 @@ multiplies the initial weights reading a dropout layer by :math:`q` and their le
 :math:`q\,c` of those layers.
 
 Run it with ``python -m dropoutlib.experiments training --out dropoutlib/results/training.json``
-(about ten minutes on one core). Rows are the final runs; ``extras["grid"]`` holds the whole
-searched grid and ``extras["curves"]`` the loss curves of the first seed.
+(about 30 minutes on a busy 2-core machine; ``meta["seconds"]`` records it). Rows are the final
+runs; ``extras["grid"]`` holds the whole searched grid and ``extras["curves"]`` the loss curves of
+the first seed.
 """
 
 from __future__ import annotations
