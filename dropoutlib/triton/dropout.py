@@ -406,7 +406,8 @@ def _launch(
     num_warps: int | None = None,
 ) -> torch.Tensor:
     """Launch the dropout kernel; ``variant``, ``layout`` and ``num_warps`` change speed only
-    (except ``variant="biased"``, which drops with probability ``ceil(t / 2**24) / 2**8``)."""
+    (except ``variant="biased"``, which keeps an element when its top byte is at least
+    ``t >> 24``: it drops with probability ``floor(t / 2**24) / 2**8``)."""
     p = check_probability(p)
     seed, offset = check_seed_offset(seed, offset, offset_bits=32)
     variant_code, layout_code, options = _kernel_options(block, variant, layout, num_warps)
