@@ -142,10 +142,38 @@ def test_committed_autoencoder_matches_the_code_on_its_first_steps():
 
 
 def test_committed_gaussian_matches_the_code():
+    """Re-run one point of the paired Gaussian-dropout sweep (seed 0, Gaussian noise)."""
     results = load_results("gaussian")
+    assert results.config["validation_fraction"] == 0.2 and len(results.seeds) >= 5
     (stored,) = results.select(seed=0, noise="gaussian")
     (fresh,) = run_point(results, 0, {"noise": "gaussian"})
-    _close(fresh, stored, ("train_error", "test_error"))
+    _close(fresh, stored, ("val_error", "train_error", "test_error"))
+
+
+def test_gaussian_arms_of_a_seed_share_their_initial_weights():
+    """Pairing: within a seed the three arms start from the same weights (the noise layers
+    draw from the separate mask stream), and different seeds start from different ones."""
+    from dropoutlib.experiments.sweeps import _gaussian_model
+    from dropoutlib.protocol import linear_weights, seed_streams
+
+    config = EXPERIMENTS["gaussian"].config(False)
+    nets = {
+        (seed, noise): _gaussian_model(64, config, noise, seed_streams(seed))
+        for seed in (0, 1)
+        for noise in ("none", "bernoulli", "gaussian")
+    }
+    assert isinstance(nets[0, "gaussian"][0], GaussianDropout)
+    assert isinstance(nets[0, "bernoulli"][0], Dropout)
+    assert not any(isinstance(m, Dropout | GaussianDropout) for m in nets[0, "none"].layers)
+    for seed in (0, 1):
+        for noise in ("bernoulli", "gaussian"):
+            for a, b in zip(
+                linear_weights(nets[seed, "none"]), linear_weights(nets[seed, noise]), strict=True
+            ):
+                np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(
+        linear_weights(nets[0, "none"])[0], linear_weights(nets[1, "none"])[0]
+    )
 
 
 def test_train_checkpointed_keeps_the_best_validation_checkpoint():
@@ -246,6 +274,7 @@ def test_sweeps_read_the_test_set_once_per_chosen_network_and_count_it():
         ("p_effect", {"mode": "pn_fixed", "keep": 1.0, "lr": 0.01, "chosen": True}, 1),
         ("data_size", {"n_train": 100, "dropout": True}, 1),
         ("mc_averaging", {"p": 0.5}, 1),  # weight scaling and every k share one read
+        ("gaussian", {"noise": "gaussian"}, 1),
     ]
     for name, setting, reads in cases:
         config = {**EXPERIMENTS[name].config(True), "steps": 20, "eval_every": 10}
