@@ -89,3 +89,8 @@ def test_front_door_files_exist_and_agree():
     footer = config["html"]["extra_footer"]
     for path in re.findall(r"blob/main/([\w.-]+)", footer):
         assert (ROOT / path).exists(), f"the footer links {path}, which the repository lacks"
+
+
+def test_ci_installs_the_cpu_build_of_torch():
+    env = load()["jobs"]["test"]["env"]
+    assert env["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
