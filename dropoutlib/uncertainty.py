@@ -39,7 +39,7 @@ Regression (:func:`regression_predictive`), with model precision :math:`\tau`:
    + \frac1T \sum_t \hat y_t^2 - \Bigl(\frac1T \sum_t \hat y_t\Bigr)^2 ,
 
 the observation noise :math:`\tau^{-1}` plus the spread of the sampled networks (Gal &
-Ghahramani 2016, eq. 8). Without the :math:`\tau^{-1}` term the variance is only the model's
+Ghahramani 2016, section 4). Without the :math:`\tau^{-1}` term the variance is only the model's
 epistemic part. In the paper :math:`\tau = (1-p)\, l^2 / (2 N \lambda)` (:func:`gal_tau`,
 prior length-scale :math:`l`, :math:`N` training points, weight decay :math:`\lambda`); in
 practice :math:`\tau` is chosen on validation data (:func:`choose_tau`).
@@ -214,7 +214,7 @@ class RegressionPrediction:
         :math:`\\frac1T\\sum_t \\hat y_t`, shape ``(N,)``.
     epistemic : numpy.ndarray
         :math:`\\frac1T\\sum_t \\hat y_t^2 - \\text{mean}^2` (the spread of the sampled networks,
-        divided by :math:`T`, not :math:`T-1`, as in Gal & Ghahramani's eq. 8).
+        divided by :math:`T`, not :math:`T-1`, as in Gal & Ghahramani, section 4).
     noise : float
         :math:`\\tau^{-1}`, the observation-noise variance (0 if ``tau`` is infinite).
     variance : numpy.ndarray
@@ -248,7 +248,7 @@ def _check_tau(tau: float) -> float:
 
 
 def regression_predictive(outputs: np.ndarray, tau: float = np.inf) -> RegressionPrediction:
-    r"""Predictive mean and variance from :math:`T` sampled outputs (Gal & Ghahramani, eq. 8).
+    r"""Predictive mean and variance from :math:`T` sampled outputs (Gal & Ghahramani, sec. 4).
 
     .. math::
 
@@ -274,7 +274,7 @@ def regression_predictive(outputs: np.ndarray, tau: float = np.inf) -> Regressio
 def gal_tau(length_scale: float, p: float, n: int, weight_decay: float) -> float:
     r"""Gal & Ghahramani's model precision :math:`\tau = (1-p)\, l^2 / (2 N \lambda)`.
 
-    Their eq. 7 writes it with the *keep* probability (their :math:`p`); here ``p`` is the drop
+    Their section 4 writes it with the *keep* probability (their :math:`p`); here ``p`` is the drop
     probability, as everywhere in the book.
     """
     if not 0 <= p < 1:
