@@ -18,6 +18,9 @@ Every training experiment in the book follows the same rules, implemented once h
 4. **Calling an effect.** :func:`paired_difference` gives the per-seed differences, their mean,
    standard error and Student-t interval; :attr:`PairedDifference.verdict` calls an effect only
    when the interval excludes zero, and otherwise says "no detectable difference at this size".
+   The interval covers the randomness of training on one fixed test set: the test-set sampling
+   error of a difference (from the examples on which two arms disagree) is not in it, and its
+   95% holds for one comparison, not for a family of them.
    :func:`mean_se` and :func:`binomial_se` give the other error bars.
 5. **Diagnose by measurement.** :func:`dead_unit_fraction`, :func:`relative_distance` (how far
    each weight moved from its initial value) and the loss curves stored in every :class:`Run`;
@@ -287,7 +290,8 @@ class Run:
         Copies of the Linear weights before training (for :func:`relative_distance`).
     train_loss, val_loss, val_acc : list of float
     best_epoch : int
-        Epoch of the lowest validation loss (0 = the untrained network).
+        Epoch of the lowest validation loss, or of the highest validation accuracy with
+        ``budget.monitor == "val_acc"`` (0 = the untrained network).
     epochs_run : int
     budget : Budget
     stopped : {"patience", "budget", "diverged"}
@@ -367,8 +371,11 @@ def train_run(arm: Arm, split: Split, seed: int, budget: Budget) -> Run:
 
     .. math::
 
-       e - e^\star \ge \text{patience} \quad\text{or}\quad e = \text{max\_epochs}
-       \quad\text{or}\quad L_v(e)\ \text{is not finite},
+       \begin{aligned}
+       & e - e^\star \ge \text{patience} \\
+       \text{or}\quad & e = \text{max\_epochs} \\
+       \text{or}\quad & L_v(e)\ \text{is not finite},
+       \end{aligned}
 
     (with ``budget.monitor == "val_acc"``, :math:`e^\star` is the first epoch of highest
     validation accuracy instead), and the weights of epoch :math:`e^\star` are restored (a
@@ -477,7 +484,7 @@ class GridSearch:
     """Every point of a searched grid with its validation scores, and the winner.
 
     ``rows`` holds one dict per grid point: the parameters, ``val_loss`` and ``val_acc`` (mean
-    over seeds at each run's best epoch), ``best_epoch`` (mean) and ``stopped`` (how many runs
+    over seeds at each run's best epoch), ``best_epoch`` (mean) and ``capped`` (how many runs
     hit the cap or diverged). ``best`` is the parameters of the row with the lowest mean
     validation loss (or highest accuracy, with ``score="val_acc"``).
     """
