@@ -279,3 +279,19 @@ def test_bad_input():
         mc_forward(Net(), torch.randn(2, 5), 2, seed=1, generator=torch.Generator())
     with pytest.raises(ValueError, match="positive integer"):
         mc_forward(Net(), torch.randn(2, 5), 0, seed=1)
+
+
+def test_mc_forward_seeds_only_the_generators_it_restores(monkeypatch):
+    """Review 15: torch.manual_seed also reseeds every CUDA device, which fork_rng(devices=[])
+    does not restore; mc_forward on a CPU input must leave the CUDA generators alone."""
+    calls = []
+    for name in ("manual_seed_all", "manual_seed"):
+        monkeypatch.setattr(torch.cuda, name, lambda seed, name=name: calls.append(name))
+    net = Net()
+    x = torch.randn(6, 5)
+    out = mc_forward(net, x, 3, seed=11)
+    assert calls == []
+    torch.manual_seed(11)  # the CPU passes are unchanged: those of manual_seed(11)
+    enable_mc_dropout(net)
+    with torch.no_grad():
+        assert torch.equal(out, torch.stack([net(x) for _ in range(3)]))

@@ -278,8 +278,10 @@ def mc_forward(
     :func:`torch.no_grad`, and stacks the outputs: ``out[t]`` is :math:`f_{\hat W_t}(x)`.
     Dropout modules draw from the global generator of ``input``'s device (``nn.Dropout`` has no
     ``generator=`` argument), so the passes run inside :func:`torch.random.fork_rng` after
-    ``torch.manual_seed(seed)``: the same seed gives the same :math:`T` passes, and the
-    caller's random state is the same after the call as before it.
+    seeding the CPU generator and, for a CUDA ``input``, that device's generator with
+    ``seed`` (what ``torch.manual_seed(seed)`` does to them): the same seed gives the same
+    :math:`T` passes, and the caller's random state, on every device, is the same after the
+    call as before it.
 
     Parameters
     ----------
@@ -314,5 +316,11 @@ def mc_forward(
         mc_dropout(model, attention=attention, warn=warn),
         torch.no_grad(),
     ):
-        torch.manual_seed(seed)
+        # Seed exactly the generators fork_rng restores: torch.manual_seed would also reseed
+        # every CUDA device, and those states would not come back (a CPU input on a GPU
+        # machine, or the other GPUs of a multi-GPU one).
+        torch.random.default_generator.manual_seed(seed)
+        for device in devices:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
         return torch.stack([model(input) for _ in range(n_samples)])
