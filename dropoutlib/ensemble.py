@@ -186,9 +186,11 @@ def exact_mask_ensemble(model: Sequential, x: np.ndarray) -> MaskEnsemble:
 
     .. math::
 
-       \log G_c = \sum_m P(m)\, \log \pi_{m,c}, \qquad
-       \mathrm{NGM}_c = \frac{G_c}{\sum_{c'} G_{c'}} = \mathrm{softmax}_c\Bigl(\sum_m P(m)\,
-       \log \pi_{m}\Bigr).
+       \begin{aligned}
+       & \log G_c = \sum_m P(m)\, \log \pi_{m,c}, \\
+       & \mathrm{NGM}_c = \frac{G_c}{\sum_{c'} G_{c'}} \\
+       & \quad = \mathrm{softmax}_c\Bigl(\sum_m P(m)\, \log \pi_{m}\Bigr).
+       \end{aligned}
 
     Masks with :math:`P(m) = 0` are members of neither mean and are not evaluated. They exist
     only for :math:`p \in \{0, 1\}`: with :math:`p = 0` the one member is the full network, and

@@ -7,13 +7,17 @@ gives, with :math:`q = 1 - p`,
 
 .. math::
 
-   \text{inverted:}\quad
-   \mathbb E_M \bigl\| y - \tfrac{1}{q}(M \odot X) w \bigr\|^2
-     = \| y - X w \|^2 + \frac{p}{q}\, \| \Gamma w \|^2,
+   \begin{aligned}
+   &\text{inverted:} \\
+   &\quad \mathbb E_M \bigl\| y - \tfrac{1}{q}(M \odot X) w \bigr\|^2 \\
+   &\qquad = \| y - X w \|^2 + \frac{p}{q}\, \| \Gamma w \|^2,
+   \end{aligned}
 
-   \text{standard (paper):}\quad
-   \mathbb E_M \bigl\| y - (M \odot X) w \bigr\|^2
-     = \| y - q X w \|^2 + p q\, \| \Gamma w \|^2 .
+   \begin{aligned}
+   &\text{standard (paper):} \\
+   &\quad \mathbb E_M \bigl\| y - (M \odot X) w \bigr\|^2 \\
+   &\qquad = \| y - q X w \|^2 + p q\, \| \Gamma w \|^2 .
+   \end{aligned}
 
 Dropout on the inputs of a linear model is therefore, in expectation, ridge regression whose
 penalty on :math:`w_j` is weighted by :math:`\|x_{:,j}\|^2`. The two conventions have the same
@@ -129,8 +133,10 @@ def dropout_ridge_solution(
 
     .. math::
 
-       w_\text{inv} = \Bigl(X^\top X + \tfrac{p}{1-p}\,\Gamma^2\Bigr)^{-1} X^\top y,
-       \qquad w_\text{std} = \frac{w_\text{inv}}{1-p}.
+       \begin{aligned}
+       w_\text{inv} &= \Bigl(X^\top X + \tfrac{p}{1-p}\,\Gamma^2\Bigr)^{-1} X^\top y, \\
+       w_\text{std} &= \frac{w_\text{inv}}{1-p}.
+       \end{aligned}
 
     Both give the same test-time predictor: :math:`X w_\text{inv} = (1-p)\, X w_\text{std}`.
     """

@@ -252,9 +252,11 @@ def regression_predictive(outputs: np.ndarray, tau: float = np.inf) -> Regressio
 
     .. math::
 
-       \mathbb E[y] \approx \frac1T\sum_t \hat y_t, \qquad
-       \operatorname{Var}[y] \approx \tau^{-1} + \frac1T\sum_t \hat y_t^2
+       \begin{aligned}
+       \mathbb E[y] &\approx \frac1T\sum_t \hat y_t, \\
+       \operatorname{Var}[y] &\approx \tau^{-1} + \frac1T\sum_t \hat y_t^2
        - \mathbb E[y]^2 .
+       \end{aligned}
 
     Parameters
     ----------
@@ -297,9 +299,11 @@ def mixture_nll(y: np.ndarray, outputs: np.ndarray, tau: float) -> float:
 
     .. math::
 
-       -\log \frac1T \sum_{t=1}^T \mathcal N\bigl(y;\, \hat y_t,\, \tau^{-1}\bigr)
-       = -\operatorname{logsumexp}_t\Bigl(-\tfrac\tau2 (y-\hat y_t)^2\Bigr) + \log T
-         + \tfrac12 \log 2\pi - \tfrac12\log\tau ,
+       \begin{aligned}
+       &-\log \frac1T \sum_{t=1}^T \mathcal N\bigl(y;\, \hat y_t,\, \tau^{-1}\bigr) \\
+       &\quad = -\operatorname{logsumexp}_t\Bigl(-\tfrac\tau2 (y-\hat y_t)^2\Bigr) \\
+       &\qquad + \log T + \tfrac12 \log 2\pi - \tfrac12\log\tau ,
+       \end{aligned}
 
     averaged over the rows; the mixture, not a Gaussian with the moments of
     :func:`regression_predictive`.

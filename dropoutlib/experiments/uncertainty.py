@@ -367,6 +367,11 @@ def _eval_out(model: Module, x: np.ndarray) -> np.ndarray:
 
 
 def settings(quick: bool) -> list[dict[str, Any]]:
+    """The classification (in/out-of-distribution) setting, then one regression setting per size.
+
+    ``{"part": "ood"}`` first, then ``{"part": "data", "n": n}`` for each ``n`` in the
+    configuration's ``reg_ns`` (:data:`QUICK`'s with ``quick=True``).
+    """
     config = {**CONFIG, **(QUICK if quick else {})}
     return [{"part": "ood"}] + [{"part": "data", "n": n} for n in config["reg_ns"]]
 

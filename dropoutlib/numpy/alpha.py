@@ -15,8 +15,11 @@ with an affine map. With keep probability :math:`q = 1 - p` and keep mask
 
 .. math::
 
-   y = a\,\bigl(x d + \alpha' (1 - d)\bigr) + b, \qquad
-   a = \bigl(q + \alpha'^2 q (1 - q)\bigr)^{-1/2}, \qquad b = -a (1 - q)\, \alpha',
+   \begin{aligned}
+   y &= a\,\bigl(x d + \alpha' (1 - d)\bigr) + b, \\
+   a &= \bigl(q + \alpha'^2 q (1 - q)\bigr)^{-1/2}, \\
+   b &= -a (1 - q)\, \alpha',
+   \end{aligned}
 
 which keeps mean 0 and variance 1 for any input of mean 0 and variance 1.
 """
@@ -88,8 +91,10 @@ def alpha_affine(
 
     .. math::
 
-       a = \sqrt{\frac{\nu}{q\,\bigl((1-q)(\alpha' - \mu)^2 + \nu\bigr)}}, \qquad
-       b = \mu - a\,\bigl(q\mu + (1-q)\alpha'\bigr).
+       \begin{aligned}
+       a &= \sqrt{\frac{\nu}{q\,\bigl((1-q)(\alpha' - \mu)^2 + \nu\bigr)}}, \\
+       b &= \mu - a\,\bigl(q\mu + (1-q)\alpha'\bigr).
+       \end{aligned}
 
     Parameters
     ----------

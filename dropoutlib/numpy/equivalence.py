@@ -7,8 +7,10 @@ with :math:`q W x`; inverted dropout trains with :math:`W' (m \odot x)/q` and te
 
 .. math::
 
-   W' = q\, W, \qquad \eta_{W'} = q^2\, \eta_W, \qquad
-   \lambda_{W'} = \lambda_W / q^2, \qquad c_{W'} = q\, c_W
+   \begin{aligned}
+   W' &= q\, W, & \eta_{W'} &= q^2\, \eta_W, \\
+   \lambda_{W'} &= \lambda_W / q^2, & c_{W'} &= q\, c_W
+   \end{aligned}
 
 (initial weight, learning rate, weight decay and max-norm radius of that layer; biases and all
 other layers unchanged), the two networks compute the same function for every mask, in training
@@ -43,8 +45,9 @@ def to_inverted(model: Sequential) -> Sequential:
     rescaled for those layers (:math:`\lambda/q^2` and :math:`q\,c`):
     :class:`~dropoutlib.numpy.optim.SGD` takes one weight decay for all parameters, so the twin
     is exact only without weight decay; for max-norm pass :func:`inverted_max_norm_radii`
-    ``(model, c)`` as the twin's ``max_norm`` (one radius per weight matrix). The generators are copied *now*: anything else that later draws from the
-    original generator (e.g. data shuffling that shares it) puts the two streams out of step.
+    ``(model, c)`` as the twin's ``max_norm`` (one radius per weight matrix). The generators are
+    copied *now*: anything else that later draws from the original generator (e.g. data
+    shuffling that shares it) puts the two streams out of step.
 
     Parameters
     ----------

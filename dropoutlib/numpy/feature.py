@@ -6,9 +6,11 @@ spatial position of that channel (Tompson et al., 2015, "SpatialDropout"):
 
 .. math::
 
-   y_{nc\,s} = \frac{m_{nc}}{1 - p}\, x_{nc\,s}, \qquad
-   \frac{\partial L}{\partial x_{nc\,s}} = \frac{m_{nc}}{1 - p}\,
+   \begin{aligned}
+   y_{nc\,s} &= \frac{m_{nc}}{1 - p}\, x_{nc\,s}, \\
+   \frac{\partial L}{\partial x_{nc\,s}} &= \frac{m_{nc}}{1 - p}\,
    \frac{\partial L}{\partial y_{nc\,s}}.
+   \end{aligned}
 
 The accepted ranks follow PyTorch 2.13 exactly (``torch.nn.functional.dropout1d/2d/3d``),
 including its warnings and the quirks of ``dropout2d`` on 3-d input (treated as

@@ -2,12 +2,15 @@ r"""Element-wise dropout in NumPy: the Bernoulli mask, the forward pass and the 
 
 Notation (the book's, and PyTorch's): :math:`p` is the **drop** probability and
 :math:`q = 1 - p` the keep probability. For an input :math:`x`, a keep mask
-:math:`m_i \sim \mathrm{Bernoulli}(1 - p)` drawn independently per element gives
+:math:`m_i \sim \mathrm{Bernoulli}(1 - p)` drawn independently per element gives inverted
+dropout,
 
 .. math::
 
-   y_i = \frac{m_i\, x_i}{1 - p} \qquad \text{(inverted dropout, training)}, \qquad
-   y_i = x_i \qquad \text{(inverted dropout, evaluation)},
+   \begin{aligned}
+   \text{training:}\quad y_i &= \frac{m_i\, x_i}{1 - p}, \\
+   \text{evaluation:}\quad y_i &= x_i,
+   \end{aligned}
 
 so that :math:`\mathbb{E}[y_i] = x_i` and :math:`\operatorname{Var}[y_i] = \frac{p}{1-p}\,x_i^2`.
 The paper's *standard* form (Srivastava et al., 2014) trains with :math:`y_i = m_i x_i` and
@@ -330,7 +333,11 @@ def bernoulli_mask(
 
     .. math::
 
-       P(m_i = 1) = 1 - t / 2^{32} = 1 - p + \varepsilon, \qquad |\varepsilon| \le 2^{-33},
+       \begin{aligned}
+       P(m_i = 1) &= 1 - t / 2^{32} \\
+         &= 1 - p + \varepsilon, \\
+       |\varepsilon| &\le 2^{-33},
+       \end{aligned}
 
     exact for :math:`p \in \{0, \tfrac14, \tfrac12, \tfrac34, 1\}` and any :math:`k/2^{32}`.
     The bound holds for :math:`p \le 1 - 2^{-33}`; above that the cap :math:`t \le 2^{32} - 1`

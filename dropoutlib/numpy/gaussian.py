@@ -7,8 +7,10 @@ factor by a Gaussian with the same two moments,
 
 .. math::
 
-   y_i = r_i\, x_i, \qquad r_i \sim \mathcal N\!\left(1,\ \sigma^2\right), \qquad
-   \sigma^2 = \frac{p}{1 - p},
+   \begin{aligned}
+   y_i &= r_i\, x_i, \qquad r_i \sim \mathcal N\!\left(1,\ \sigma^2\right), \\
+   \sigma^2 &= \frac{p}{1 - p},
+   \end{aligned}
 
 so that :math:`\mathbb E[y_i] = x_i` and :math:`\operatorname{Var}[y_i] = \frac{p}{1-p}\,x_i^2`,
 exactly as for inverted dropout. At test time the layer is the identity. Here :math:`p` is

@@ -377,8 +377,10 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float
 
     .. math::
 
-       L = \frac1N \sum_{i=1}^N \Bigl(\log\sum_k e^{z_{ik}} - z_{i y_i}\Bigr), \qquad
-       \frac{\partial L}{\partial z_{ik}} = \frac{\mathrm{softmax}(z_i)_k - [k = y_i]}{N}.
+       \begin{aligned}
+       L &= \frac1N \sum_{i=1}^N \Bigl(\log\sum_k e^{z_{ik}} - z_{i y_i}\Bigr), \\
+       \frac{\partial L}{\partial z_{ik}} &= \frac{\mathrm{softmax}(z_i)_k - [k = y_i]}{N}.
+       \end{aligned}
 
     Parameters
     ----------

@@ -6,12 +6,12 @@ Philox (Salmon et al., 2011) maps a 128-bit **counter** :math:`c = (c_0, c_1, c_
 .. math::
 
    \begin{aligned}
-   c_0' &= \operatorname{hi}(B c_2) \oplus c_1 \oplus k_0, &
+   c_0' &= \operatorname{hi}(B c_2) \oplus c_1 \oplus k_0, \\
    c_1' &= \operatorname{lo}(B c_2), \\
-   c_2' &= \operatorname{hi}(A c_0) \oplus c_3 \oplus k_1, &
-   c_3' &= \operatorname{lo}(A c_0),
+   c_2' &= \operatorname{hi}(A c_0) \oplus c_3 \oplus k_1, \\
+   c_3' &= \operatorname{lo}(A c_0), \\
+   k_0 &\mathrel{+}= W_0,\quad k_1 \mathrel{+}= W_1 \pmod{2^{32}},
    \end{aligned}
-   \qquad k_0 \mathrel{+}= W_0,\; k_1 \mathrel{+}= W_1 \pmod{2^{32}},
 
 where :math:`\operatorname{hi}` and :math:`\operatorname{lo}` are the upper and lower 32 bits of
 the 64-bit product. There is no state to carry: word :math:`j` of counter :math:`c` can be
@@ -30,8 +30,11 @@ level 0 most significant:
 
 .. math::
 
-   W_i = B_i^{(0)} 2^{24} + B_i^{(1)} 2^{16} + B_i^{(2)} 2^{8} + B_i^{(3)},
-   \qquad \text{keep}_i \iff W_i \ge t = \operatorname{round}(p\, 2^{32}).
+   \begin{aligned}
+   W_i &= B_i^{(0)} 2^{24} + B_i^{(1)} 2^{16} \\
+     &\quad + B_i^{(2)} 2^{8} + B_i^{(3)}, \\
+   \text{keep}_i &\iff W_i \ge t = \operatorname{round}(p\, 2^{32}).
+   \end{aligned}
 
 A kernel reads level 0 for every element (16 elements per Philox call) and a deeper level only
 for the elements whose bytes so far equal the threshold's (probability :math:`2^{-8}` per level):

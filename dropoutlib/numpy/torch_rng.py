@@ -7,8 +7,11 @@ consecutive 32-bit words :math:`w_{2k}` (high) and :math:`w_{2k+1}` (low):
 
 .. math::
 
-   v_k = \bigl(2^{32} w_{2k} + w_{2k+1}\bigr) \bmod 2^{53}, \qquad
-   u_k = v_k \cdot 2^{-53} \in [0, 1), \qquad m_k = [\,u_k < q\,],
+   \begin{aligned}
+   v_k &= \bigl(2^{32} w_{2k} + w_{2k+1}\bigr) \bmod 2^{53}, \\
+   u_k &= v_k \cdot 2^{-53} \in [0, 1), \\
+   m_k &= [\,u_k < q\,],
+   \end{aligned}
 
 with :math:`q = 1 - p` the keep probability, element :math:`k` being the :math:`k`-th element of
 the noise tensor **in memory order**. The dropout arithmetic then runs in the input's dtype as
