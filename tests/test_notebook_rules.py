@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -111,6 +112,20 @@ class TestChapter:
         second = "".join(code_cells(path)[1]["source"])
         assert re.search(r"^SEED = \d+", second, flags=re.M), "the second code cell sets SEED"
         assert "default_rng(SEED)" in second or "manual_seed(SEED)" in second
+
+    def test_code_fits_the_column(self, path):
+        for i, cell in enumerate(code_cells(path), 1):
+            for line in "".join(cell["source"]).splitlines():
+                assert len(line) <= 88, f"cell {i} has a line of {len(line)} > 88 characters"
+
+    def test_code_is_formatted_like_the_library(self, path):
+        run = subprocess.run(
+            [sys.executable, "-m", "ruff", "format", "--check", "--line-length", "88", str(path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert run.returncode == 0, f"run `ruff format --line-length 88 {path.name}`"
 
     def test_no_global_numpy_random_state(self, path):
         for i, cell in enumerate(code_cells(path), 1):
