@@ -134,16 +134,19 @@ class TestChapter:
                 r"np\.random\.(seed|rand|randn|randint|normal|uniform|choice)\(", src
             ), f"cell {i} uses NumPy's global random state; pass a Generator instead"
 
-    def test_every_figure_has_alt_text_or_a_caption(self, path):
+    def test_every_figure_has_a_caption_and_a_name(self, path):
         for i, cell in enumerate(code_cells(path), 1):
             if any("image/png" in out.get("data", {}) for out in cell["outputs"]):
-                meta = cell.get("metadata", {}).get("mystnb", {})
-                described = meta.get("image", {}).get("alt") or meta.get("figure", {}).get(
-                    "caption"
+                figure = cell.get("metadata", {}).get("mystnb", {}).get("figure", {})
+                missing = [key for key in ("caption", "name") if not figure.get(key)]
+                assert not missing, (
+                    f"cell {i} draws a figure without a {' or a '.join(missing)}: set the cell"
+                    ' metadata {"mystnb": {"figure": {"caption": "what it shows, and what'
+                    ' any band or error bar is", "name": "fig-..."}}} (alt text under'
+                    ' "image" may be added)'
                 )
-                assert described, (
-                    f"cell {i} draws a figure without alt text: set the cell metadata "
-                    '{"mystnb": {"image": {"alt": "what the figure shows"}}}'
+                assert figure["name"].startswith("fig-"), (
+                    f"cell {i}: figure name {figure['name']!r} must start with 'fig-'"
                 )
 
     def test_outputs_hold_no_machine_specific_text(self, path):
