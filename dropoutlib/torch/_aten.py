@@ -31,6 +31,7 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from dropoutlib.numpy.torch_rng import SELU_ALPHA_TIMES_SCALE
 
@@ -94,6 +95,65 @@ def _fused_kernel_acceptable(input: Tensor, p: float) -> bool:
     return input.device.type in fused_devices and 0.0 < p < 1.0 and input.numel() > 0
 
 
+_SHIFT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+_SHIFT_ENDS: dict[tuple[float, torch.dtype], tuple[Tensor, Tensor] | None] = {}
+_SHIFT_CACHE_SIZE = 256  # distinct (p, dtype) pairs kept; the cache is emptied when full
+
+
+def _shift_ends(p: float, scaled: float, dtype: torch.dtype) -> tuple[Tensor, Tensor] | None:
+    r"""The two values of ATen's alpha shift :math:`b`, or ``None`` where one op cannot give them.
+
+    ATen computes ``b = noise.add(-1).mul_(scaled).add_(scaled * p)`` in ``dtype`` (three
+    roundings, with float16/bfloat16 arithmetic carried out in float32). Since ``noise`` holds
+    only 0 and 1, :math:`b` takes only two values :math:`b_0, b_1`; they are computed here by
+    running those very ops on a tensor of 0s and 1s long enough to take the kernels' vectorised
+    body and scalar tail. ``torch.lerp(b0, b1, noise)`` returns :math:`b_0 + 0 \cdot (b_1 - b_0)
+    = b_0` at weight 0 and :math:`b_1 - (b_1 - b_0) \cdot 0 = b_1` at weight 1, exactly, as
+    long as :math:`b_1 - b_0` is finite; the result is compared bit for bit with ATen's and the
+    pair is rejected (``None``: run ATen's three ops) on any difference, e.g. after an overflow
+    for ``p`` near 1 in float16.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        m = torch.tensor([0.0, 1.0], dtype=dtype).repeat(67)  # 134: vector body + scalar tail
+        ref = m.add(-1).mul_(scaled).add_(scaled * p)
+        ends = (ref[0].clone(), ref[1].clone())
+        got = torch.lerp(ends[0], ends[1], m)
+    bits = _BITS[dtype.itemsize]
+    return ends if torch.equal(got.view(bits), ref.view(bits)) else None
+
+
+@torch.jit.unused
+def _alpha_shift(noise: Tensor, p: float, scaled: float) -> Tensor | None:
+    """ATen's alpha shift ``noise.add(-1).mul_(scaled).add_(scaled * p)`` as one ``lerp``.
+
+    Bit-identical (see :func:`_shift_ends`); saves two Python-to-ATen calls, which dominate
+    on the small ``(N, C, 1, ..., 1)`` noise of feature alpha dropout. Returns ``None`` (run
+    ATen's ops) outside plain eager CPU code in the four float dtypes: under TorchScript,
+    ``torch.compile``, ``__torch_function__``/``__torch_dispatch__`` modes, or where the two
+    values cannot be reproduced exactly.
+    """
+    if (
+        noise.device.type != "cpu"
+        or noise.dtype not in _SHIFT_DTYPES
+        or torch.compiler.is_compiling()
+        or torch._C._is_torch_function_mode_enabled()
+        or is_in_torch_dispatch_mode()
+    ):
+        return None
+    key = (p, noise.dtype)
+    if key in _SHIFT_ENDS:
+        ends = _SHIFT_ENDS[key]
+    else:
+        ends = _shift_ends(p, scaled, noise.dtype)
+        if len(_SHIFT_ENDS) >= _SHIFT_CACHE_SIZE:
+            _SHIFT_ENDS.clear()
+        _SHIFT_ENDS[key] = ends
+    if ends is None:
+        return None
+    return torch.lerp(ends[0], ends[1], noise)
+
+
 def dropout_impl(
     input: Tensor, p: float, train: bool, feature: bool, alpha: bool, inplace: bool
 ) -> Tensor:
@@ -121,7 +181,10 @@ def dropout_impl(
         selu = 1.7580993408473766  # SELU_ALPHA_TIMES_SCALE (TorchScript cannot read a global)
         a = 1.0 / math.sqrt((selu**2 * p + 1.0) * q)
         scaled = selu * a
-        b = noise.add(-1).mul_(scaled).add_(scaled * p)
+        shift: Tensor | None = None
+        if not torch.jit.is_scripting():
+            shift = _alpha_shift(noise, p, scaled)  # ATen's three ops below as one, bit for bit
+        b = noise.add(-1).mul_(scaled).add_(scaled * p) if shift is None else shift
         noise.mul_(a)
         return input.mul_(noise).add_(b) if inplace else input.mul(noise).add_(b)
     noise.div_(q)
