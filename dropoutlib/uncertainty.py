@@ -269,7 +269,7 @@ def regression_predictive(outputs: np.ndarray, tau: float = np.inf) -> Regressio
     y = _outputs_2d(outputs)
     noise = 1.0 / _check_tau(tau)
     mean = y.mean(axis=0)
-    epistemic = np.maximum((y * y).mean(axis=0) - mean * mean, 0.0)
+    epistemic = y.var(axis=0)  # the same quantity, without cancellation when |mean| >> spread
     return RegressionPrediction(mean, epistemic, noise, noise + epistemic)
 
 

@@ -326,3 +326,11 @@ def test_committed_uncertainty_sweep_reruns_one_point():
     for new, old in zip(fresh, stored, strict=True):
         for key, tol in (("error", 0.01), ("auroc_entropy", 0.01), ("nll", 0.02), ("brier", 0.01)):
             assert abs(new[key] - old[key]) <= tol, (new["method"], key, new[key], old[key])
+
+
+def test_regression_variance_keeps_its_precision_far_from_zero():
+    """Review finding: E[y^2] - E[y]^2 lost the variance when |mean| >> spread."""
+    offsets = np.array([-1.0, 1.0, -1.0, 1.0])[:, None]  # variance exactly 1 at any mean
+    for mean in (0.0, 1e4, 1e7):
+        pred = regression_predictive(mean + offsets)
+        np.testing.assert_allclose(pred.epistemic, [1.0], rtol=1e-9)

@@ -259,8 +259,10 @@ def regression_nets(
 
     Network :math:`k` draws its weights from ``default_rng([seed, k, 0])`` and its batch order
     from ``default_rng([seed, k, 1])``; the dropout network is member 0's twin (same weights,
-    same order) with masks from ``default_rng([seed, 0, 2])``. Every network takes the same
-    number of SGD steps (batch 32), whatever ``n``.
+    same order) with masks from ``default_rng([seed, 0, 2])``. Every network sees about the same
+    number of examples, ``steps * 32``, whatever ``n``: it trains for ``ceil(steps * 32 / n)``
+    epochs of batch 32, so it takes ``steps`` SGD steps when ``n`` is a multiple of 32 and more
+    otherwise (4800 at ``n = 20``, 3600 at ``n = 80`` for ``steps = 3000``).
     """
     steps = config["reg_steps"] if steps is None else steps
     epochs = max(1, math.ceil(steps * 32 / len(y)))
