@@ -138,3 +138,12 @@ def test_shortcut_used_by_the_functional():
     y_script = scripted(x)
     torch.manual_seed(3)
     assert _same(F.feature_alpha_dropout(x, 0.25, True), y_script)
+
+
+def test_large_noise_keeps_aten_ops_and_matches():
+    """Above _SHIFT_MAX_NUMEL the three ATen ops run (lerp is slower there); still bit-identical."""
+    x = torch.randn(_aten._SHIFT_MAX_NUMEL + 5)
+    torch.manual_seed(4)
+    ref = F.alpha_dropout(x, 0.3, True)
+    torch.manual_seed(4)
+    assert _same(ref, D.alpha_dropout(x, 0.3, True))
