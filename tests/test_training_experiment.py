@@ -83,3 +83,32 @@ def test_committed_file_matches_the_code(results):
     for key in ("test_acc", "best_val_acc"):
         assert abs(fresh[key] - stored[key]) <= ERROR_TOLERANCE, key
     assert fresh["best_epoch"] == pytest.approx(stored["best_epoch"], abs=5)
+
+
+def test_grid_seeds_are_disjoint_from_the_evaluation_seeds(results):
+    """No run that enters a comparison was selected for its validation loss (review-05, 9)."""
+    assert not set(results.config["grid_seeds"]) & set(results.seeds)
+
+
+def test_workers_do_not_change_the_points(monkeypatch):
+    """Two worker processes give the same rows and curves, in the same order, as one."""
+    from dropoutlib.experiments import training
+
+    config = training.config_for(quick=True)
+    settings = training.settings(quick=True)
+    tasks = [(0, settings[0]), (1, settings[0]), (0, settings[-1])]
+    serial = training._run_all(tasks, config, 1, None)
+    parallel = training._run_all(tasks, config, 2, None)
+    assert parallel == serial
+    assert [rows[0]["seed"] for rows, _ in parallel] == [0, 1, 0]
+    monkeypatch.setenv("DROPOUTLIB_WORKERS", "2")
+    assert training._workers() == 2
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "two"])
+def test_bad_worker_count_is_a_clear_error(monkeypatch, text):
+    from dropoutlib.experiments import training
+
+    monkeypatch.setenv("DROPOUTLIB_WORKERS", text)
+    with pytest.raises(ValueError, match="DROPOUTLIB_WORKERS must be a positive integer"):
+        training._workers()
