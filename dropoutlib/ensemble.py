@@ -40,6 +40,7 @@ __all__ = [
     "exact_mask_ensemble",
     "mc_dropout_proba",
     "mc_error_curve",
+    "mc_outputs",
     "weight_scaling_proba",
 ]
 
@@ -81,6 +82,50 @@ def _widest(model: Module, n_features: int) -> int:
     return max(widths)
 
 
+def _check_samples(samples: object) -> int:
+    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, but got {samples!r}")
+    return int(samples)
+
+
+def mc_outputs(
+    model: Module, x: np.ndarray, samples: int, *, rng: np.random.Generator
+) -> np.ndarray:
+    r"""Raw outputs of ``samples`` stochastic passes, shape ``(samples, N, out)``.
+
+    The regression counterpart of :func:`mc_dropout_proba` (which
+    applies the softmax): the input is tiled ``samples`` times, :math:`(T N, D)`, and the
+    network runs once in training mode, so row block :math:`t` is the output of the sampled
+    network :math:`\hat\omega_t`. Only memory-sized blocks of samples are looped over.
+
+    Parameters
+    ----------
+    model : Module
+        A network with stochastic layers (Bernoulli or Gaussian dropout, any layer keeping its
+        generator in ``rng``); its mode and those layers' generators are restored on return.
+    x : numpy.ndarray
+        Inputs of shape ``(N, D)``.
+    samples : int
+        :math:`T \ge 1`.
+    rng : numpy.random.Generator
+        Draws every mask and every noise value (it temporarily replaces the layers' own
+        generators, which are neither used nor advanced).
+    """
+    rng = check_generator(rng)
+    samples = _check_samples(samples)
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (N, D), but got shape {x.shape}")
+    n = x.shape[0]
+    block = max(1, _MAX_ELEMENTS // max(1, n * _widest(model, x.shape[1])))
+    out = []
+    with _mode(model, training=True, rng=rng):
+        for start in range(0, samples, block):
+            count = min(block, samples - start)
+            out.append(model(np.tile(x, (count, 1))).reshape(count, n, -1))
+    return np.concatenate(out, axis=0)
+
+
 def mc_dropout_proba(
     model: Module, x: np.ndarray, samples: int, *, rng: np.random.Generator
 ) -> np.ndarray:
@@ -91,7 +136,8 @@ def mc_dropout_proba(
     :math:`s` is the prediction of thinned network :math:`m_s`. There is no Python loop over
     the samples (only over memory-sized blocks of them when :math:`k N \times` width is large).
     The mean over axis 0 is the Monte Carlo model average; use ``np.cumsum`` over axis 0 for
-    the average of the first :math:`k` samples for every :math:`k` at once.
+    the average of the first :math:`k` samples for every :math:`k` at once. It is
+    :func:`mc_outputs` followed by a row-wise softmax.
 
     Parameters
     ----------
@@ -109,18 +155,7 @@ def mc_dropout_proba(
         layer, so the result depends only on ``model``, ``x``, ``samples`` and the state of
         ``rng`` (the layers' own generators are neither used nor advanced).
     """
-    rng = check_generator(rng)
-    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
-        raise ValueError(f"samples must be a positive integer, but got {samples!r}")
-    n = x.shape[0]
-    block = max(1, _MAX_ELEMENTS // max(1, n * _widest(model, x.shape[1])))
-    out = []
-    with _mode(model, training=True, rng=rng):
-        for start in range(0, samples, block):
-            count = min(block, samples - start)
-            logits = model(np.tile(x, (count, 1)))
-            out.append(softmax(logits).reshape(count, n, -1))
-    return np.concatenate(out, axis=0)
+    return softmax(mc_outputs(model, x, samples, rng=rng))
 
 
 def mc_error_curve(

@@ -62,7 +62,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from dropoutlib._validation import check_generator
-from dropoutlib.ensemble import _MAX_ELEMENTS, _mode, _widest, mc_dropout_proba
+from dropoutlib.ensemble import mc_dropout_proba, mc_outputs
 from dropoutlib.numpy.nn import Dropout, Module
 from dropoutlib.numpy.optim import SGD
 
@@ -89,50 +89,6 @@ __all__ = [
     "reliability",
     "squared_error",
 ]
-
-
-def _check_samples(samples: object) -> int:
-    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
-        raise ValueError(f"samples must be a positive integer, but got {samples!r}")
-    return int(samples)
-
-
-def mc_outputs(
-    model: Module, x: np.ndarray, samples: int, *, rng: np.random.Generator
-) -> np.ndarray:
-    r"""Raw outputs of ``samples`` stochastic passes, shape ``(samples, N, out)``.
-
-    The regression counterpart of :func:`~dropoutlib.ensemble.mc_dropout_proba` (which
-    applies the softmax): the input is tiled ``samples`` times, :math:`(T N, D)`, and the
-    network runs once in training mode, so row block :math:`t` is the output of the sampled
-    network :math:`\hat\omega_t`. Only memory-sized blocks of samples are looped over.
-
-    Parameters
-    ----------
-    model : Module
-        A network with stochastic layers (Bernoulli or Gaussian dropout, any layer keeping its
-        generator in ``rng``); its mode and those layers' generators are restored on return.
-    x : numpy.ndarray
-        Inputs of shape ``(N, D)``.
-    samples : int
-        :math:`T \ge 1`.
-    rng : numpy.random.Generator
-        Draws every mask and every noise value (it temporarily replaces the layers' own
-        generators, which are neither used nor advanced).
-    """
-    rng = check_generator(rng)
-    samples = _check_samples(samples)
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"x must have shape (N, D), but got shape {x.shape}")
-    n = x.shape[0]
-    block = max(1, _MAX_ELEMENTS // max(1, n * _widest(model, x.shape[1])))
-    out = []
-    with _mode(model, training=True, rng=rng):
-        for start in range(0, samples, block):
-            count = min(block, samples - start)
-            out.append(model(np.tile(x, (count, 1))).reshape(count, n, -1))
-    return np.concatenate(out, axis=0)
 
 
 class SharedMaskDropout(Dropout):

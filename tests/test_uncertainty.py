@@ -102,21 +102,23 @@ def test_mc_outputs_reproducible_from_the_generator_only(gaussian):
     assert not any(m.training for m in model.modules())
 
 
-def test_mc_outputs_blocks_match_one_pass(monkeypatch):
-    """With one dropout layer, memory-sized blocks of samples draw the masks in the same order
-    as one pass (the stream is consumed row after row), so the outputs are identical."""
+def test_mc_dropout_proba_is_the_softmax_of_mc_outputs():
+    """One sampling loop serves both: the class probabilities are the softmax of the raw
+    outputs drawn from the same generator state (memory blocks: tests/test_ensemble.py)."""
+    import dropoutlib.ensemble as ensemble
     import dropoutlib.uncertainty as u
+    from dropoutlib.numpy.nn import softmax
 
+    assert u.mc_outputs is ensemble.mc_outputs
     rng = np.random.default_rng(0)
     model = Sequential(
         Linear(3, 6, rng=rng, dtype=np.float64), ReLU(), Dropout(0.3, rng=rng),
-        Linear(6, 1, rng=rng, dtype=np.float64),
+        Linear(6, 4, rng=rng, dtype=np.float64),
     )  # fmt: skip
-    x = np.random.default_rng(1).standard_normal((4, 3))
-    whole = mc_outputs(model, x, 6, rng=np.random.default_rng(5))
-    monkeypatch.setattr(u, "_MAX_ELEMENTS", 4 * 6 * 2)  # two samples per block
-    blocked = u.mc_outputs(model, x, 6, rng=np.random.default_rng(5))
-    np.testing.assert_array_equal(blocked, whole)
+    x = np.random.default_rng(1).standard_normal((5, 3))
+    raw = mc_outputs(model, x, 6, rng=np.random.default_rng(5))
+    proba = mc_dropout_proba(model, x, 6, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(proba, softmax(raw))
 
 
 def test_mc_outputs_rejects_bad_input():
