@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
 
-
-def toc_pages() -> list[str]:
-    """Every page of the table of contents, as paths without suffix (e.g. ``book/intro``)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-
-    def walk(entries: list[dict]) -> None:
-        for entry in entries:
-            if "file" in entry:
-                pages.append(entry["file"])
-            walk(entry.get("sections", []))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters", []))
-    return pages
+sys.path.insert(0, str(ROOT / "tools"))
+# One list of the pages for the tools and the tests (re-exported to test_html and test_browser).
+from equation_overflow import toc_pages  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")
