@@ -15,9 +15,16 @@
 #   fast_gpu.json       its results: commit it as benchmarks/results/fast_gpu.json
 #   cuda_facts.log      python -m benchmarks.cuda_facts (only if that module exists)
 #   cuda_facts.json     its results (chapter 6's CUDA statements)
+#   <name>.json/.log    each script tools/gpu/<name>.py (issue 14's CUDA statements of chapters 19
+#                       and 20), run as `python tools/gpu/<name>.py` with OUT set; commit each JSON
+#                       as dropoutlib/results/<name>.json
+#
+# STEPS (default "triton bench facts scripts") picks the steps, e.g. STEPS=scripts runs only the
+# tools/gpu/ scripts (device time is scarce: rerun only what changed).
 set +e
 OUT="${OUT:-gpu_out}"
 mkdir -p "$OUT"
+export OUT
 LOG="$OUT/gpu_checks.log"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
@@ -46,20 +53,41 @@ print("python", sys.version.split()[0], "numpy", numpy.__version__, "torch", tor
       "available", torch.cuda.is_available())' 2>&1
 } >"$LOG"
 
+STEPS="${STEPS:-triton bench facts scripts}"
+want() { [[ " $STEPS " == *" $1 "* ]]; }
+rc_tests=skipped rc_bench=skipped rc_facts=skipped rc_scripts=skipped
+
+if want triton; then
 DROPOUTLIB_TRITON_DEVICE=cuda step triton_tests 140 "$OUT/triton_tests.log" \
     "$PY" -m pytest -q -rs -p no:cacheprovider -o addopts= tests/test_triton_dropout.py
 rc_tests=$?
+fi
 
+if want bench; then
 step bench_fast 130 "$OUT/bench_fast.log" "$PY" -m benchmarks.bench_fast --gpu --out "$OUT"
 rc_bench=$?
+fi
 
-rc_facts=skipped
-if [ -f benchmarks/cuda_facts.py ]; then
+if want facts && [ -f benchmarks/cuda_facts.py ]; then
     step cuda_facts 45 "$OUT/cuda_facts.log" \
         "$PY" -m benchmarks.cuda_facts --out "$OUT/cuda_facts.json"
     rc_facts=$?
 fi
 
-echo "SUMMARY triton_tests=$rc_tests bench_fast=$rc_bench cuda_facts=$rc_facts" | tee -a "$LOG"
+if want scripts; then
+    rc_scripts=0
+    for script in tools/gpu/*.py; do
+        [ -f "$script" ] || continue
+        name=$(basename "$script" .py)
+        step "$name" 150 "$OUT/$name.log" "$PY" "$script"
+        rc=$?
+        echo "$name: exit $rc"
+        [ "$rc" = 0 ] || rc_scripts=$rc
+    done
+fi
+
+echo "SUMMARY triton_tests=$rc_tests bench_fast=$rc_bench cuda_facts=$rc_facts scripts=$rc_scripts" \
+    | tee -a "$LOG"
 tail -n 3 "$OUT/triton_tests.log" 2>/dev/null
-[ "$rc_tests" = 0 ] && [ "$rc_bench" = 0 ] && { [ "$rc_facts" = 0 ] || [ "$rc_facts" = skipped ]; }
+ok() { [ "$1" = 0 ] || [ "$1" = skipped ]; }
+ok "$rc_tests" && ok "$rc_bench" && ok "$rc_facts" && ok "$rc_scripts"
