@@ -14,6 +14,7 @@ The library behind the book *Dropout from Scratch*. Subpackages:
   Carlo averaging, weight scaling and exact mask enumeration.
 - :mod:`dropoutlib.experiments` -- the sweeps behind the paper's figures
   (``python -m dropoutlib.experiments NAME --out FILE``).
+- :mod:`dropoutlib.flash_threshold` -- FlashAttention-2's 8-bit dropout threshold and its bias.
 - :mod:`dropoutlib.stats` -- confidence intervals and tolerances for statistical checks.
 - :mod:`dropoutlib.protocol` -- the experiment protocol every training experiment follows
   (validation split, early stopping, paired seeds, grid search, paired intervals, diagnostics).

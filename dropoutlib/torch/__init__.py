@@ -3,6 +3,7 @@
 Importing this subpackage imports PyTorch (nothing else in :mod:`dropoutlib` does).
 """
 
+from dropoutlib.torch.attention import multi_head_attention, scaled_dot_product_attention
 from dropoutlib.torch.functional import (
     alpha_dropout,
     dropout,
@@ -12,6 +13,7 @@ from dropoutlib.torch.functional import (
     feature_alpha_dropout,
 )
 from dropoutlib.torch.gaussian import GaussianDropout as GaussianDropout
+from dropoutlib.torch.lora import LoRALinear as LoRALinear
 from dropoutlib.torch.mc import (
     FunctionalDropoutWarning,
     dropout_modules,
@@ -71,7 +73,9 @@ __all__ = [
     "locked_dropout",
     "mc_dropout",
     "mc_forward",
+    "multi_head_attention",
     "r_drop_loss",
+    "scaled_dot_product_attention",
     "set_dropout_p",
     "stacked_lstm",
     "symmetric_kl",
