@@ -45,10 +45,21 @@ from dropoutlib.torch.recurrent import (
     symmetric_kl,
 )
 from dropoutlib.torch.seeded import seeded_dropout as seeded_dropout
+from dropoutlib.torch.structured import (
+    DropBlock2d,
+    DropPath,
+    StochasticDepth,
+    WeightDrop,
+    drop_block2d,
+    drop_path,
+    stochastic_depth,
+)
 
 __all__ = [
     "AlphaDropout",
     "ConcreteDropout",
+    "DropBlock2d",
+    "DropPath",
     "Dropout",
     "Dropout1d",
     "Dropout2d",
@@ -57,10 +68,14 @@ __all__ = [
     "FeatureAlphaDropout",
     "FunctionalDropoutWarning",
     "LockedDropout",
+    "StochasticDepth",
     "VariationalGRU",
+    "WeightDrop",
     "alpha_dropout",
     "concrete_dropout",
     "concrete_regularization",
+    "drop_block2d",
+    "drop_path",
     "dropout",
     "dropout1d",
     "dropout2d",
@@ -78,5 +93,6 @@ __all__ = [
     "scaled_dot_product_attention",
     "set_dropout_p",
     "stacked_lstm",
+    "stochastic_depth",
     "symmetric_kl",
 ]
