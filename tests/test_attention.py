@@ -275,3 +275,27 @@ def test_lora_errors() -> None:
     with pytest.raises(TypeError, match=r"nn\.Linear"):
         LoRALinear(torch.nn.Conv1d(3, 3, 1), r=1)  # type: ignore[arg-type]
     assert isinstance(LoRALinear(torch.nn.Linear(3, 3), r=1).lora_dropout, torch.nn.Identity)
+
+
+def test_gpu_script_runs_on_cpu(tmp_path, monkeypatch) -> None:
+    """tools/gpu/sdpa_cuda.py (run by the lead on a GPU) also runs here, CUDA checks skipped."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "gpu" / "sdpa_cuda.py"
+    spec = importlib.util.spec_from_file_location("sdpa_cuda", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    monkeypatch.setenv("OUT", str(tmp_path))
+    assert module.main() == 0
+    data = json.loads((tmp_path / "transformers_cuda.json").read_text())
+    cpu = data["cpu"]
+    assert not any("error" in v for v in cpu.values() if isinstance(v, dict))
+    assert cpu["sdpa_eval"]["p=0.1"] == {"training": False, "two_calls_equal": False}
+    assert cpu["default_backend"]["float32"]["p=0.0"] == [
+        "_scaled_dot_product_flash_attention_for_cpu"
+    ]
+    assert cpu["native_dropout"]["mask_dtype"] == "bool"
+    if not torch.cuda.is_available():
+        assert data["cuda"] is None
