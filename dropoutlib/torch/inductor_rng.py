@@ -1,0 +1,179 @@
+r"""The dropout mask of ``torch.compile`` on CPU, reproduced in NumPy bit for bit.
+
+TorchInductor (the default ``torch.compile`` backend) does not call ATen's dropout kernel. Its
+decomposition of ``aten.native_dropout`` (``torch/_decomp/decompositions.py``) draws
+:math:`u = \operatorname{rand\_like}(x)` and keeps an element when :math:`u > p`; the pass
+``torch/_inductor/fx_passes/replace_random.py`` then replaces ``aten.rand`` by Inductor's own
+``inductor_prims.random(size, seed, "rand")``, and ``fuse_seed_creation_pass`` draws the seeds
+of all random operations of one graph at once, at the start of every call, as
+
+.. math::
+
+   s_j = \operatorname{randint}(-2^{63},\ 2^{63} - 1)\quad (j = 0, \dots, K - 1),
+
+from torch's **default CPU generator** (``ir.RandomSeeds`` in ``torch/_inductor/ir.py``:
+``aten.randint.low_out(int64 min, int64 max, [K])``). The :math:`j`-th random operation of the
+graph uses seed :math:`s_j`. The C++ kernel evaluates, for the element at contiguous linear
+index :math:`i` (``lowering.py``: ``inductor_random``, ``ops.rand(seed, index)``;
+``codegen/cpp.py``: ``normalized_rand_cpu``), the function of ``cpp_prefix.h``
+
+.. math::
+
+   \begin{aligned}
+   w_i &= \text{word 0 of } \operatorname{Philox4x32\text{-}10}\bigl(
+          \text{counter} = (i, 0, 0, 0),\ \text{key} = (s \bmod 2^{32},\ 0)\bigr), \\
+   u_i &= \operatorname{fl}_{32}\bigl(\operatorname{fl}_{32}(w_i \,\&\, (2^{31} - 1))
+          \cdot 4.6566127342 \times 10^{-10}\bigr),
+   \end{aligned}
+
+(``at::Philox4_32(seed, 0, offset)`` of ``ATen/core/PhiloxRNGEngine.h`` puts the offset in
+counter words 0-1 and the subsequence 0 in words 2-3; the ``uint32_t`` parameter keeps the low
+32 bits of the int64 seed). The fused kernel then computes, in float32,
+
+.. math::
+
+   m_i = [\,u_i > \operatorname{fl}_{32}(p)\,], \qquad
+   y_i = \operatorname{fl}_{32}\bigl(\operatorname{fl}_{32}(m_i x_i)
+         \cdot \operatorname{fl}_{32}(1/(1-p))\bigr).
+
+Each seed costs the default generator one ``random64`` (two 32-bit MT19937 words):
+:math:`s = \bigl((v \bmod (2^{64} - 1)) + (-2^{63})\bigr) \bmod 2^{64}` read as a signed
+integer, with :math:`v = 2^{32} w_{2k} + w_{2k+1}` (ATen's ``uniform_int_from_to``). Hence the
+whole chain from ``torch.manual_seed`` to the compiled mask can be replayed with
+:class:`dropoutlib.numpy.torch_rng.TorchCPUGenerator` and
+:func:`dropoutlib.numpy.philox.philox4x32`. This module imports NumPy only.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from dropoutlib.numpy.philox import philox4x32
+from dropoutlib.numpy.torch_rng import TorchCPUGenerator
+
+__all__ = [
+    "INDUCTOR_UNIFORM_SCALE",
+    "inductor_dropout",
+    "inductor_dropout_mask",
+    "inductor_rand",
+    "inductor_seeds",
+]
+
+#: ``uint32_to_uniform_float``'s scale in ``cpp_prefix.h``: the largest float with
+#: :math:`(2^{31} - 1) \cdot \text{scale} < 1` after float rounding.
+INDUCTOR_UNIFORM_SCALE = np.float32(4.6566127342e-10)
+_INT64_MIN = -(1 << 63)
+_RANGE = np.uint64((1 << 64) - 1)  # int64 max - int64 min: randint's (high - low)
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int, but got {seed!r} of type {type(seed).__name__}")
+    seed = int(seed)
+    if not _INT64_MIN <= seed < 1 << 64:
+        raise ValueError(f"seed must be an int64 or uint64 value, but got {seed}")
+    return seed
+
+
+def inductor_seeds(generator: TorchCPUGenerator, count: int) -> np.ndarray:
+    r"""The ``count`` int64 seeds a compiled graph draws from the default CPU generator.
+
+    Reproduces ``aten.randint.low_out(-2**63, 2**63 - 1, [count])`` on CPU: per seed one
+    ``random64`` draw :math:`v`, then :math:`s = (v \bmod (2^{64} - 1)) - 2^{63}`, wrapped to
+    int64. The generator advances by :math:`2\,\text{count}` words, as torch's does.
+
+    Parameters
+    ----------
+    generator : TorchCPUGenerator
+        The NumPy twin of torch's default CPU generator, in the state the compiled function
+        finds it (e.g. ``TorchCPUGenerator(s)`` right after ``torch.manual_seed(s)``).
+    count : int
+        Number of random operations in the compiled graph.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (count,)
+    """
+    if not isinstance(generator, TorchCPUGenerator):
+        raise TypeError(
+            f"generator must be a TorchCPUGenerator, but got {type(generator).__name__}"
+        )
+    v = generator.random64(int(count)) % _RANGE
+    return (v + np.uint64(1 << 63)).view(np.int64)  # uint64 wrap-around, read as int64
+
+
+def inductor_rand(seed: int, n: int) -> np.ndarray:
+    r"""Inductor's CPU ``rand``: :math:`u_i` for linear indices :math:`i = 0, \dots, n - 1`.
+
+    :math:`u_i = \operatorname{fl}_{32}(\operatorname{fl}_{32}(w_i \,\&\, (2^{31}-1)) \cdot
+    4.6566127342\times 10^{-10})` with :math:`w_i` word 0 of Philox4x32-10 at counter
+    :math:`(i, 0, 0, 0)` and key :math:`(s \bmod 2^{32}, 0)` (``normalized_rand_cpu``).
+
+    Parameters
+    ----------
+    seed : int
+        The int64 seed of the random operation (only its low 32 bits matter).
+    n : int
+        Number of elements, :math:`0 \le n \le 2^{31}` (the kernel's index is an int32).
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n,), values in [0, 1)
+    """
+    seed = _check_seed(seed)
+    if not 0 <= n <= 1 << 31:
+        raise ValueError(f"n must be an integer in [0, 2**31], but got {n!r}")
+    counters = np.arange(n, dtype=np.uint64)
+    word0 = philox4x32((counters, 0, 0, 0), seed & 0xFFFFFFFF)[0]
+    return (word0 & np.uint32(0x7FFFFFFF)).astype(np.float32) * INDUCTOR_UNIFORM_SCALE
+
+
+def inductor_dropout_mask(shape: tuple[int, ...], p: float, seed: int) -> np.ndarray:
+    r"""The keep mask :math:`u_i > \operatorname{fl}_{32}(p)` of a compiled ``F.dropout``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The shape of the (contiguous) input; element :math:`i` in C order uses :math:`u_i`.
+    p : float
+        Drop probability, :math:`0 < p < 1` (Inductor's decomposition draws nothing for
+        :math:`p = 0` and returns zeros for :math:`p = 1`).
+    seed : int
+        The seed of this dropout in the graph (:func:`inductor_seeds`).
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape ``shape``
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1) for a random mask, but got {p!r}")
+    n = int(np.prod(shape, dtype=np.int64))
+    return (inductor_rand(seed, n) > np.float32(p)).reshape(shape)
+
+
+def inductor_dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
+    r"""The output of a compiled ``F.dropout(x, p)`` on CPU for a float32 ``x``.
+
+    :math:`y = \operatorname{fl}_{32}(\operatorname{fl}_{32}(m \cdot x) \cdot
+    \operatorname{fl}_{32}(1/(1-p)))` with the mask of :func:`inductor_dropout_mask`, in the
+    order of the generated kernel (``tmp9 * tmp10``, then ``* static_cast<float>(1/(1-p))``).
+
+    Parameters
+    ----------
+    x : numpy.ndarray of float32
+    p : float
+        Drop probability, :math:`0 < p < 1`.
+    seed : int
+        The seed of this dropout in the graph.
+
+    Returns
+    -------
+    numpy.ndarray of float32
+    """
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise TypeError(f"x must be float32 (the dtype this emulation covers), got {x.dtype}")
+    mask = inductor_dropout_mask(x.shape, p, seed).astype(np.float32)
+    return (mask * x) * np.float32(1.0 / (1.0 - p))
