@@ -7,6 +7,8 @@ hit Inductor's on-disk cache instead of compiling the same kernels at the same t
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,7 @@ from dropoutlib.torch.inductor_rng import (
     inductor_dropout_mask,
     inductor_rand,
     inductor_seeds,
+    triton_rand,
 )
 
 INT64 = torch.iinfo(torch.int64)
@@ -146,3 +149,25 @@ def test_checkpoint_replays_masks_only_with_preserved_rng_state(use_reentrant):
     assert torch.equal(grad2 != 0, again2)  # and the gradient follows the new one
     (s_fwd, s_again), _ = checkpoint_masks(x, 0.5, preserve_rng_state=False, seed=5)
     assert torch.equal(s_fwd, s_again)  # seeded: no generator state needed
+
+
+def test_triton_rand_layouts_match_triton():
+    triton = pytest.importorskip("triton")
+    import triton.language as tl
+
+    @triton.jit
+    def kernel(out, out4, seed, N: tl.constexpr):
+        offs = tl.arange(0, N)
+        tl.store(out + offs, tl.rand(seed, offs.to(tl.uint32)))
+        r0, r1, r2, r3 = tl.rand4x(seed, tl.arange(0, N // 4).to(tl.uint32))
+        # triton_helpers._random_4x_to_block of torch 2.13
+        tl.store(out4 + offs, tl.reshape(tl.join(tl.join(r0, r2), tl.join(r1, r3)), [N]))
+
+    device = "cuda" if os.environ.get("DROPOUTLIB_TRITON_DEVICE") == "cuda" else "cpu"
+    for seed in (-3213213213213213213, 5, 2**40 + 1):
+        out, out4 = torch.empty(64, device=device), torch.empty(64, device=device)
+        kernel[(1,)](out, out4, seed, 64)
+        np.testing.assert_array_equal(out.cpu().numpy(), triton_rand(seed, 64))
+        np.testing.assert_array_equal(out4.cpu().numpy(), triton_rand(seed, 64, "rand4x"))
+    with pytest.raises(ValueError, match="layout"):
+        triton_rand(0, 4, "rand8x")

@@ -42,6 +42,17 @@ integer, with :math:`v = 2^{32} w_{2k} + w_{2k+1}` (ATen's ``uniform_int_from_to
 whole chain from ``torch.manual_seed`` to the compiled mask can be replayed with
 :class:`dropoutlib.numpy.torch_rng.TorchCPUGenerator` and
 :func:`dropoutlib.numpy.philox.philox4x32`. This module imports NumPy only.
+
+**On CUDA** the same decomposition and seeds become a Triton kernel
+(``codegen/triton.py``: ``TritonOverrides.rand``): the seed is the full int64 (read as a
+64-bit Philox key) and the uniform is Triton's ``tl.rand``, word 0 at counter
+:math:`(i, 0, 0, 0)`, or, in torch 2.13 for one-dimensional kernels,
+``triton_helpers.rand4x``: word :math:`i \bmod 4` at counter :math:`(\lfloor i/4 \rfloor, 0, 0,
+0)`. Triton converts a word to a float differently from ``cpp_prefix.h``: read as an int32
+:math:`x`, a negative :math:`x` becomes :math:`\lnot x` before the multiplication
+(``uint_to_uniform_float`` in ``triton/language/random.py``). :func:`triton_rand` computes
+both layouts; the seed of a CUDA graph comes from the CUDA generator, which this module does
+not emulate.
 """
 
 from __future__ import annotations
@@ -59,6 +70,7 @@ __all__ = [
     "inductor_dropout_mask",
     "inductor_rand",
     "inductor_seeds",
+    "triton_rand",
 ]
 
 #: ``uint32_to_uniform_float``'s scale in ``cpp_prefix.h``: the largest float with
@@ -177,3 +189,40 @@ def inductor_dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
         raise TypeError(f"x must be float32 (the dtype this emulation covers), got {x.dtype}")
     mask = inductor_dropout_mask(x.shape, p, seed).astype(np.float32)
     return (mask * x) * np.float32(1.0 / (1.0 - p))
+
+
+def triton_rand(seed: int, n: int, layout: str = "rand") -> np.ndarray:
+    r"""Inductor's CUDA uniforms for linear indices :math:`0, \dots, n - 1` (Triton's Philox).
+
+    Parameters
+    ----------
+    seed : int
+        The int64 seed of the random operation (all 64 bits form the Philox key:
+        :math:`k_0` the low, :math:`k_1` the high half).
+    n : int
+        Number of elements, :math:`0 \le n \le 2^{32}`.
+    layout : {"rand", "rand4x"}, default "rand"
+        ``"rand"``: ``tl.rand(seed, i)``, word 0 of counter :math:`(i, 0, 0, 0)`.
+        ``"rand4x"``: ``triton_helpers.rand4x``, word :math:`i \bmod 4` of counter
+        :math:`(\lfloor i/4 \rfloor, 0, 0, 0)`.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n,)
+        :math:`\operatorname{fl}_{32}(\operatorname{fl}_{32}(v) \cdot
+        4.6566127342\times 10^{-10})` with :math:`v = x` for :math:`x \ge 0` and
+        :math:`v = \lnot x = -x - 1` for :math:`x < 0`, :math:`x` the word read as an int32.
+    """
+    seed = _check_seed(seed) & 0xFFFFFFFFFFFFFFFF
+    if not 0 <= n <= 1 << 32:
+        raise ValueError(f"n must be an integer in [0, 2**32], but got {n!r}")
+    if layout == "rand":
+        words = philox4x32((np.arange(n, dtype=np.uint64), 0, 0, 0), seed)[0]
+    elif layout == "rand4x":
+        calls = philox4x32((np.arange((n + 3) // 4, dtype=np.uint64), 0, 0, 0), seed)
+        words = np.stack(calls, axis=1).reshape(-1)[:n]
+    else:
+        raise ValueError(f"layout must be 'rand' or 'rand4x', but got {layout!r}")
+    x = words.view(np.int32)
+    x = np.where(x < 0, ~x, x)
+    return x.astype(np.float32) * INDUCTOR_UNIFORM_SCALE
