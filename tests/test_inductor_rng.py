@@ -20,6 +20,7 @@ from dropoutlib.torch.checkpointing import checkpoint_masks
 from dropoutlib.torch.inductor_rng import (
     inductor_dropout,
     inductor_dropout_mask,
+    inductor_keep_probability,
     inductor_rand,
     inductor_seeds,
     triton_rand,
@@ -171,3 +172,14 @@ def test_triton_rand_layouts_match_triton():
         np.testing.assert_array_equal(out4.cpu().numpy(), triton_rand(seed, 64, "rand4x"))
     with pytest.raises(ValueError, match="layout"):
         triton_rand(0, 4, "rand8x")
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.9])
+def test_keep_probability_is_the_threshold_of_the_float_map(p):
+    keep = inductor_keep_probability(p)
+    k_star = round((1 - keep) * 2**31)  # smallest kept k
+    scale = np.float32(4.6566127342e-10)
+    below = np.float32(np.float32(k_star - 1) * scale)
+    at = np.float32(np.float32(k_star) * scale)
+    assert below <= np.float32(p) < at
+    assert abs(keep - (1 - p)) < 1e-7  # the float grid moves it by less than 2**-23

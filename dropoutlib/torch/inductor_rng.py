@@ -68,6 +68,7 @@ __all__ = [
     "INDUCTOR_UNIFORM_SCALE",
     "inductor_dropout",
     "inductor_dropout_mask",
+    "inductor_keep_probability",
     "inductor_rand",
     "inductor_seeds",
     "triton_rand",
@@ -163,6 +164,42 @@ def inductor_dropout_mask(shape: tuple[int, ...], p: float, seed: int) -> np.nda
         raise ValueError(f"p must be in (0, 1) for a random mask, but got {p!r}")
     n = int(np.prod(shape, dtype=np.int64))
     return (inductor_rand(seed, n) > np.float32(p)).reshape(shape)
+
+
+def _uniform_of(k: int) -> np.float32:
+    return np.float32(np.float32(k) * INDUCTOR_UNIFORM_SCALE)
+
+
+def inductor_keep_probability(p: float) -> float:
+    r"""The exact keep probability :math:`P(u > \operatorname{fl}_{32}(p))` of the CPU mask.
+
+    :math:`u = \operatorname{fl}_{32}(\operatorname{fl}_{32}(k) \cdot 4.6566127342\times
+    10^{-10})` with :math:`k = w \,\&\, (2^{31}-1)` uniform on :math:`\{0, \dots, 2^{31}-1\}`
+    (Philox words are uniform), and :math:`u` is non-decreasing in :math:`k` (both roundings
+    are monotone). So the mask keeps exactly the :math:`k \ge k^*`, where :math:`k^*` is the
+    smallest :math:`k` with :math:`u(k) > \operatorname{fl}_{32}(p)`, found by bisection:
+    :math:`P(\text{keep}) = (2^{31} - k^*) / 2^{31}`.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability, :math:`0 < p < 1`.
+
+    Returns
+    -------
+    float
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1) for a random mask, but got {p!r}")
+    threshold = np.float32(p)
+    low, high = 0, 1 << 31  # u(low) <= threshold < u(high) (u(2**31) >= 1 > threshold)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _uniform_of(mid) > threshold:
+            high = mid
+        else:
+            low = mid
+    return ((1 << 31) - high) / float(1 << 31)
 
 
 def inductor_dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
