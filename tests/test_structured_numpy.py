@@ -347,3 +347,20 @@ def test_drop_block_eval_and_errors():
         block_coverage(3, 5, 5, "middle")
     with pytest.raises(TypeError, match="Generator"):
         drop_block(x, 0.5, 3)
+
+
+# --- the committed experiment -----------------------------------------------------------------
+
+
+def test_structured_experiment_point_reproduces_committed_value():
+    """Re-run one point of dropoutlib/results/structured.json (DropConnect arm, seed 0, base
+    budget: training, early stopping and all four inference rules) with the file's own
+    configuration; every recorded number must come out identical."""
+    from dropoutlib.experiments import load_results, run_point
+
+    results = load_results("structured")
+    assert not results.meta["quick"] and results.seeds == [0, 1, 2, 3, 4]
+    setting = {"part": "dropconnect", "arm": "dropconnect", "budget": "base"}
+    (row,) = run_point(results, 0, setting)
+    (committed,) = results.select(seed=0, **setting)
+    assert row == committed

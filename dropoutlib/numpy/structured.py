@@ -344,13 +344,13 @@ def moment_matching_proba(
             continue
         was = layer.training
         layer.train(False)
-        h = np.asarray(layer(h.astype(layer_dtype(layer, h))), dtype=np.float64)
+        h = np.asarray(layer(h.astype(_layer_dtype(layer, h))), dtype=np.float64)
         layer.train(was)
         i += 1
     return softmax(h)
 
 
-def layer_dtype(layer: Module, h: np.ndarray) -> np.dtype:
+def _layer_dtype(layer: Module, h: np.ndarray) -> np.dtype:
     """The dtype a layer computes in (its weights' dtype, or the input's if it has none)."""
     params = layer.parameters()
     return params[0].data.dtype if params else h.dtype

@@ -269,12 +269,12 @@ class WeightDrop(Module):
 
     The raw weight stays registered under its own name in the wrapped module (its state dict
     is unchanged); the dropped copy is passed with :func:`torch.func.functional_call`, so no
-    attribute is deleted or re-assigned. For an ``nn.LSTM``/``nn.GRU`` the dropped weights
-    are new tensors outside cuDNN's flattened weight buffer; cuDNN then copies them and
-    PyTorch warns ("RNN module weights are not part of single contiguous chunk of memory")
-    on every call. That warning, and only that one, is silenced inside this forward, because
-    the copy is the intended behaviour here (AWD-LSTM instead disables
-    ``flatten_parameters``).
+    attribute is deleted or re-assigned. For an ``nn.LSTM``/``nn.GRU`` on CUDA the dropped
+    weights are new tensors outside cuDNN's flattened weight buffer; cuDNN then compacts them
+    and PyTorch warns ("RNN module weights are not part of single contiguous chunk of
+    memory"). That warning, and only that one, is silenced inside this forward, because the
+    copy is the intended behaviour here. (On CPU there is no such buffer and no warning; the
+    CPU tests cannot exercise the filter.)
 
     Args:
         module: the module to wrap (``nn.Linear``, ``nn.LSTM``, ``nn.GRU``, ...).
