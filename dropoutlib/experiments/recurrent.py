@@ -15,8 +15,8 @@ name                     what
 ``recurrent_schedules``  the digits-by-rows GRU (``nn.GRU``): no dropout, standard dropout,
                          R-Drop, early and late dropout
 ``recurrent_concrete``   concrete dropout's learned :math:`p` against the training-set size
-                         :math:`N` (Gal, Hron & Kendall's toy regression :math:`y = 2x + 8 +
-                         \varepsilon`)
+                         :math:`N` (Gal, Hron & Kendall's toy regression,
+                         :math:`y = 2x + 8 + \varepsilon`)
 =======================  ========================================================================
 
 The classification experiments follow :mod:`dropoutlib.protocol`'s rules with a PyTorch loop:
@@ -235,7 +235,7 @@ def fit(
     """Train with Adam, stop on validation loss (patience), restore the best weights, then read
     the test set once. ``alpha`` switches to the R-Drop loss; ``p_by_epoch`` sets every
     dropout layer's rate at the start of each epoch (early / late dropout)."""
-    t = {k: torch.as_tensor(v) for k, v in data.items()}
+    t = {k: torch.tensor(v) for k, v in data.items()}  # copies (the arrays are read-only)
     n = len(t["y_train"])
     order = np.random.default_rng([seed, 1])
     torch.manual_seed(int(seed) * 1000 + 1)  # the dropout masks' stream

@@ -107,8 +107,8 @@ def locked_dropout(
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
     r"""Locked (variational) dropout: one mask per sequence, shared by every time step.
 
-    :math:`y_{tbh} = x_{tbh}\, m_{bh} / (1 - p)` with :math:`m_{bh} \sim
-    \mathrm{Bernoulli}(1-p)` drawn once (:func:`locked_mask_shape`) by
+    :math:`y_{tbh} = x_{tbh}\, m_{bh} / (1 - p)` with
+    :math:`m_{bh} \sim \mathrm{Bernoulli}(1-p)` drawn once (:func:`locked_mask_shape`) by
     :func:`~dropoutlib.numpy.bernoulli_mask` and broadcast over the time axis. Per time step
     it is ordinary inverted dropout, so :math:`\mathbb{E}[y] = x`; what changes is that a
     dropped unit stays dropped for the whole sequence (Gal & Ghahramani, 2016).
@@ -341,8 +341,9 @@ def concrete_drop_mask(
            + \log(u+\varepsilon) - \log(1-u+\varepsilon)\big).
 
     As :math:`t \to 0`, :math:`\tilde z \to [u > 1 - p]` (up to :math:`\varepsilon`), a
-    Bernoulli(:math:`p`) drop indicator: :math:`a > 0` exactly when :math:`u/(1-u) >
-    (1-p)/p`. At :math:`t = 0.1` most values are within a few percent of 0 or 1.
+    Bernoulli(:math:`p`) drop indicator: :math:`a > 0` exactly when
+    :math:`u/(1-u) > (1-p)/p`. At :math:`t = 0.1` most values are within a few percent of 0
+    or 1.
     """
     u = check_float_array(u, "u")
     p = _check_open_p(p)
@@ -495,16 +496,14 @@ def dropout_schedule(
 ) -> np.ndarray:
     r"""Drop rate of every training step: standard, early or late dropout (Liu et al., 2023).
 
-    With :math:`E` epochs of :math:`S` steps and a cutoff epoch :math:`c`:
+    With :math:`E` epochs of :math:`S` steps and a cutoff epoch :math:`c`, the rate at step
+    :math:`s` (0-based, :math:`s < ES`) is
 
-    ========  =====================================================================
-    mode      drop rate at step :math:`s` (0-based), :math:`s < E S`
-    ========  =====================================================================
-    standard  :math:`p` throughout
-    early     :math:`p` for :math:`s < cS`, then 0 ("constant"); or :math:`p` falling
-              linearly to 0 over the first :math:`cS` steps ("linear"), then 0
-    late      0 for :math:`s < cS`, then :math:`p` (constant only)
-    ========  =====================================================================
+    - ``"standard"``: :math:`p` throughout;
+    - ``"early"``: :math:`p` for :math:`s < cS`, then 0 (``schedule="constant"``), or
+      :math:`p` falling linearly to 0 over the first :math:`cS` steps, then 0
+      (``schedule="linear"``);
+    - ``"late"``: 0 for :math:`s < cS`, then :math:`p` (constant only).
 
     The same rule as ``drop_scheduler`` in the authors' repository
     (facebookresearch/dropout, ``drop_scheduler.py``); the linear ramp is

@@ -319,9 +319,14 @@ def concrete_dropout(
 ) -> Tensor:
     r"""Concrete dropout: :math:`y = x(1-\tilde z)/(1-p)`, differentiable in ``p``.
 
-    :math:`\tilde z = \sigma\big((\log(p+\varepsilon) - \log(1-p+\varepsilon) +
-    \log(u+\varepsilon) - \log(1-u+\varepsilon))/t\big)` with one :math:`u \sim U(0,1)` per
-    element (``torch.rand``), the relaxation of :func:`dropoutlib.numpy.concrete_drop_mask`.
+    With one :math:`u \sim U(0,1)` per element (``torch.rand``),
+
+    .. math::
+
+       \tilde z = \sigma\Big(\frac{\log(p+\varepsilon) - \log(1-p+\varepsilon)
+         + \log(u+\varepsilon) - \log(1-u+\varepsilon)}{t}\Big),
+
+    the relaxation of :func:`dropoutlib.numpy.concrete_drop_mask`.
     ``p`` is a tensor (usually :math:`\sigma` of a learned logit) and receives a gradient.
     """
     u = torch.rand(input.shape, dtype=input.dtype, device=input.device, generator=generator)
