@@ -144,16 +144,21 @@ def check_cuda_align_random_eager():
 def dtensor_cuda_worker(rank, world_size, shape, p, seed):
     """DTensor dropout over a CUDA mesh (both ranks on the one GPU, gloo)."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+    from torch.distributed.tensor import DTensor, Replicate, Shard
     from torch.distributed.tensor import _random as dtensor_random
 
     mesh = init_device_mesh("cuda", (world_size,))
     torch.manual_seed(seed)
     torch.cuda.manual_seed(seed)
-    ones = torch.ones(shape, device="cuda")
+    rows, cols = shape
     out = {"rng_supported": bool(dtensor_random.is_rng_supported_mesh(mesh))}
-    for name, placement in (("shard", Shard(1)), ("replicate", Replicate())):
-        dropped = F.dropout(distribute_tensor(ones, mesh, [placement]), p, training=True)
+    for name, placement, local_cols in (
+        ("shard", Shard(1), cols // world_size),
+        ("replicate", Replicate(), cols),
+    ):
+        local = torch.ones(rows, local_cols, device="cuda")  # from_local: no communication
+        tensor = DTensor.from_local(local, mesh, [placement], run_check=False)
+        dropped = F.dropout(tensor, p, training=True)
         out[name] = (dropped.to_local() != 0).cpu().numpy()
     tracker = dtensor_random._rng_tracker
     out["tracker"] = None if tracker is None else type(tracker).__name__
