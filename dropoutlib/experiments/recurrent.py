@@ -73,7 +73,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "recurrent_locked": {
         **COMMON,
         "data": "digits rows: load_digits(test_size=0.5, seed=0, n_train=500), validation 0.2 "
-        "(seed 0): 400 train / 100 validation / 899 test; 8 steps of 8 pixels",
+        "(stratified, seed 0): 399 train / 101 validation / 899 test; 8 steps of 8 pixels",
         "hidden": 64,
         "p_grid": [0.1, 0.25, 0.4],
         "wd_grid": [1e-4, 1e-3, 1e-2],
