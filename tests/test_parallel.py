@@ -7,6 +7,7 @@ through a file.
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 
@@ -51,7 +52,9 @@ def _ddp_problem(n=16, d=8, h=32, o=2):
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     """Every 2-process case, run once per test session (shared by pytest-xdist workers)."""
-    shared = tmp_path_factory.getbasetemp().parent
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _run_two_ranks()
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
     with FileLock(str(shared / "dropoutlib-parallel.lock")):
         cache = shared / "dropoutlib-parallel.pkl"
         if not cache.exists():
