@@ -70,6 +70,35 @@ PAGES: list[tuple[str, str, str, list[str]]] = [
         ],
     ),
     (
+        "dropout-family",
+        "The dropout family",
+        "Structured dropout (DropConnect, DropPath, DropBlock) and recurrent and learned dropout "
+        "(locked, embedding, concrete, R-Drop, early dropout), in NumPy and PyTorch, with the "
+        "loader that runs torchvision's and timm's own code for the parity checks.",
+        [
+            "dropoutlib.numpy.structured",
+            "dropoutlib.torch.structured",
+            "dropoutlib.torch.references",
+            "dropoutlib.numpy.recurrent",
+            "dropoutlib.torch.recurrent",
+        ],
+    ),
+    (
+        "at-scale",
+        "Dropout at scale",
+        "Attention dropout reproduced from torch's primitives, LoRA's input dropout, "
+        "FlashAttention's byte threshold, torch.compile's random stream, checkpoint replay, and "
+        "dropout under tensor and data parallelism on torch.distributed.",
+        [
+            "dropoutlib.torch.attention",
+            "dropoutlib.torch.lora",
+            "dropoutlib.flash_threshold",
+            "dropoutlib.torch.inductor_rng",
+            "dropoutlib.torch.checkpointing",
+            "dropoutlib.parallel",
+        ],
+    ),
+    (
         "triton",
         "Triton kernels",
         "Mask-free dropout on the GPU (runs on the CPU under Triton's interpreter).",
