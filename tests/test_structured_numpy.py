@@ -364,3 +364,20 @@ def test_structured_experiment_point_reproduces_committed_value():
     (row,) = run_point(results, 0, setting)
     (committed,) = results.select(seed=0, **setting)
     assert row == committed
+
+
+def test_structured_replication_reruns_one_point():
+    """The second seed set of chapter 17 (DropPath and DropBlock parts, seeds 5-9) uses the
+    committed configuration, and one of its points (no DropPath, seed 6, base budget) comes
+    out identical when re-run."""
+    from dropoutlib.experiments import load_results, run_point
+
+    base, rep = load_results("structured"), load_results("structured_replication")
+    assert rep.config == base.config and rep.seeds == [5, 6, 7, 8, 9]
+    assert not rep.meta["quick"]
+    assert {r["part"] for r in rep.rows} == {"droppath", "dropblock"}
+    assert len(rep.rows) == len(rep.seeds) * len(rep.settings)
+    setting = {"part": "droppath", "arm": "none", "budget": "base"}
+    (row,) = run_point(rep, 6, setting)
+    (committed,) = rep.select(seed=6, **setting)
+    assert row == committed

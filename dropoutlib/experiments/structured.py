@@ -17,7 +17,8 @@ scaling; the paper's Gaussian moment matching, exact
 and the Monte Carlo average of ``dc_t`` masks.
 
 **"droppath"** (MNIST-1D, a residual MLP in NumPy: ``Linear(40, d)``, ``dp_depth`` blocks
-:math:`x + \mathrm{drop\_path}(W_2\,\mathrm{relu}(W_1 x))`, ``ReLU``, ``Linear(d, 10)``).
+:math:`x + \mathrm{drop\_path}(W_2\,\mathrm{relu}(W_1\,\mathrm{relu}(x)))`, ``ReLU``,
+``Linear(d, 10)``).
 Arms: ``none``; ``linear`` (Huang et al.'s linear decay, last block dropped with
 ``dp_p_last`` = 0.5, the paper's :math:`p_L = 0.5`); ``uniform`` (every block dropped with
 the mean rate of the linear schedule, so the two drop the same expected number of blocks).

@@ -175,8 +175,9 @@ def drop_block2d(
        y = x \odot M \cdot \frac{\mathrm{numel}(M)}{\varepsilon + \sum M},
 
     where :math:`M` is the keep mask of the whole batch tensor (so the factor depends on the
-    draw, not only on :math:`p`). :math:`\gamma` is :func:`~dropoutlib.numpy.structured.
-    dropblock_gamma`, the paper's first-order choice for an expected drop rate :math:`p`.
+    draw, not only on :math:`p`). :math:`\gamma` is
+    :func:`~dropoutlib.numpy.structured.dropblock_gamma`, the paper's first-order choice for an
+    expected drop rate :math:`p`.
 
     Args:
         input: :math:`(N, C, H, W)`.
@@ -270,11 +271,13 @@ class WeightDrop(Module):
     The raw weight stays registered under its own name in the wrapped module (its state dict
     is unchanged); the dropped copy is passed with :func:`torch.func.functional_call`, so no
     attribute is deleted or re-assigned. For an ``nn.LSTM``/``nn.GRU`` on CUDA the dropped
-    weights are new tensors outside cuDNN's flattened weight buffer; cuDNN then compacts them
-    and PyTorch warns ("RNN module weights are not part of single contiguous chunk of
-    memory"). That warning, and only that one, is silenced inside this forward, because the
-    copy is the intended behaviour here. (On CPU there is no such buffer and no warning; the
-    CPU tests cannot exercise the filter.)
+    weights are new tensors outside cuDNN's flattened weight buffer; ``RNNBase.forward``
+    notices the swap (``_weights_have_changed``) and re-flattens every weight into a fresh
+    contiguous buffer (``flatten_parameters``), one copy of the weights per training call and
+    no warning (seen on a GPU with torch 2.11). PyTorch's "RNN module weights are not part of
+    single contiguous chunk of memory" warning is what a module without that re-flattening
+    would raise; that warning, and only that one, is filtered inside this forward as a guard.
+    (On CPU there is no such buffer and no warning; the CPU tests cannot exercise the filter.)
 
     Args:
         module: the module to wrap (``nn.Linear``, ``nn.LSTM``, ``nn.GRU``, ...).
