@@ -10,7 +10,7 @@ feature, :math:`m_{bh} \sim \mathrm{Bernoulli}(1 - p)`, and **reused at every ti
    \frac{\partial L}{\partial x_{tbh}} = \frac{m_{bh}}{1 - p}\,
    \frac{\partial L}{\partial y_{tbh}}.
 
-**Embedding dropout** (Gal & Ghahramani, 2016, section 4; Merity et al., 2018) drops whole
+**Embedding dropout** (Gal & Ghahramani, 2016, section 4.2; Merity et al., 2018) drops whole
 rows of the embedding matrix :math:`W \in \mathbb{R}^{V \times D}`: word :math:`v` is dropped
 with probability :math:`p` for the whole batch, wherever it occurs,
 :math:`y_{i} = (m_{w_i} / (1 - p))\, W_{w_i}`.
@@ -210,8 +210,9 @@ def embedding_dropout(
        \mathbb{E}[y_i] = W_{w_i},
 
     so every occurrence of a dropped word in the batch reads a zero vector (Gal & Ghahramani,
-    2016, section 4: "dropping words"). This equals ordinary dropout applied to the masked
-    matrix :math:`\operatorname{diag}(m/(1-p))\, W` followed by the look-up.
+    2016, section 4.2, word embeddings dropout). It is the look-up in the row-masked matrix
+    :math:`\operatorname{diag}(m/(1-p))\, W`: inverted dropout with one keep decision per
+    row, then the look-up.
 
     Parameters
     ----------

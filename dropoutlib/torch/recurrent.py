@@ -72,9 +72,11 @@ def locked_dropout(
     :math:`(1, B, H)` and is broadcast over time:
     :math:`y_{tbh} = x_{tbh}\, m_{bh}/(1-p)`.
 
-    It draws the noise exactly as ``torch.nn.functional.dropout`` would draw it for a tensor
-    of the mask's shape (``new_empty``, ``bernoulli_(1-p)``, ``div_(1-p)``), so it equals
-    ``F.dropout(torch.ones(1, B, H), p) * input`` bit for bit under the same seed.
+    It draws the noise the way ``torch.nn.functional.dropout`` draws it on CPU for a tensor
+    of the mask's shape (``new_empty``, ``bernoulli_(1-p)``, ``div_(1-p)``), so on CPU it
+    equals ``F.dropout(torch.ones(1, B, H), p) * input`` bit for bit under the same seed
+    (tested). On CUDA, ``F.dropout`` runs the fused ``native_dropout`` kernel instead of
+    ``bernoulli_``, so no such equality is claimed there.
     In evaluation, or for ``p = 0``, the input object itself is returned.
     """
     _check_p(p)
@@ -133,8 +135,11 @@ class VariationalGRU(nn.Module):
     with :math:`\tilde x_t = x_t \odot m^x_t/(1-p_x)` and
     :math:`\tilde h_{t-1} = h_{t-1} \odot m^h_t/(1-p_h)`. With ``locked=True`` the masks
     :math:`m^x, m^h` are drawn once per sequence (the same at every step: variational
-    dropout); with ``locked=False`` they are drawn afresh at every step (naive per-step
-    dropout, the comparison of Gal & Ghahramani's Figure 1). The parameters have
+    dropout); with ``locked=False`` they are drawn afresh at every step, on the input and on
+    the recurrent connections alike. (The naive dropout of Gal & Ghahramani's Figure 1 has
+    per-step masks and no dropout on the recurrent connections; ``locked=False`` keeps the
+    recurrent dropout, so that it differs from ``locked=True`` in the locking only.) The
+    parameters have
     ``nn.GRU``'s names and shapes, so ``load_state_dict`` of a one-layer ``nn.GRU`` works.
 
     Shape: input :math:`(T, B, I)`; returns the outputs :math:`(T, B, H)` and the last state
@@ -265,7 +270,8 @@ def embedding_dropout(
     r"""``F.embedding(input, weight)`` with whole rows (words) of ``weight`` dropped.
 
     One draw per row of the :math:`(V, D)` matrix, noise of shape :math:`(V, 1)` drawn as
-    ``F.dropout`` draws it (``bernoulli_(1-p)``, ``div_(1-p)``), then
+    ``F.dropout`` draws it on CPU (``bernoulli_(1-p)``, ``div_(1-p)``; on CUDA ``F.dropout``
+    uses its fused kernel instead), then
     ``F.embedding(input, weight * noise)``: a dropped word reads zeros at every position of
     the batch, a kept one :math:`W_v/(1-p)`. The gradient reaches only kept rows, scaled by
     :math:`1/(1-p)`. In evaluation (or ``p = 0``) it is the plain look-up.
@@ -457,9 +463,12 @@ def r_drop_loss(logits_a: Tensor, logits_b: Tensor, target: Tensor, alpha: float
        L = \tfrac12\big(\mathrm{CE}(P_a, y) + \mathrm{CE}(P_b, y)\big)
          + \alpha\, \tfrac12\big(\mathrm{KL}(P_a\|P_b) + \mathrm{KL}(P_b\|P_a)\big),
 
-    each term a mean over the batch. This is the form of the authors' code (the README's
-    ``ce_loss = 0.5 * (...)``); the paper writes the sum of the two cross-entropies, i.e.
-    twice this loss with :math:`\alpha_\text{paper} = 2\alpha`. With :math:`\alpha = 0` it is
+    each term a mean over the batch. The :math:`\tfrac12` on the cross-entropies is the
+    authors' README (``ce_loss = 0.5 * (...)``); the paper writes the sum of the two
+    cross-entropies, i.e. twice this loss with :math:`\alpha_\text{paper} = 2\alpha`. The
+    README's ``compute_kl_loss`` sums the KL over the batch by default ("sum" or "mean"
+    depending on the task) while its cross-entropy is a batch mean; with the sum, its
+    :math:`\alpha` is this one divided by the batch size. With :math:`\alpha = 0` it is
     ordinary dropout training on the two passes.
     """
     if alpha < 0:
