@@ -93,6 +93,14 @@ def compiled(tmp_path_factory):
         out["one"] = (x, y.detach(), again, saved, xg.grad)
         torch.manual_seed(12)
         out["two"] = (x, two(x))
+        base = torch.randn(6, 10, 8, generator=torch.Generator().manual_seed(2))
+        for name, strided in (
+            ("transpose", base.transpose(0, 2)),
+            ("permute", base.permute(1, 2, 0)),
+            ("slice_t", base[:, :, ::3].transpose(1, 2)),
+        ):
+            torch.manual_seed(15)
+            out[name] = (strided, one(strided))
         with inductor_config.patch(fallback_random=True):
             torch._dynamo.reset()
             fallback = torch.compile(_one)
@@ -109,6 +117,20 @@ def test_compiled_dropout_is_reproduced_bit_for_bit(compiled):
     np.testing.assert_array_equal(second.numpy(), inductor_dropout(x.numpy(), 0.3, int(seeds[1])))
     torch.manual_seed(11)
     assert not torch.equal(first, F.dropout(x, 0.3))  # eager draws another mask
+
+
+def test_mask_follows_the_inputs_memory_layout(compiled):
+    # Inductor's rand_like draws in the input's physical (stride) order: a transposed,
+    # permuted or sliced input gets its uniforms in memory order, not in C order
+    for name in ("transpose", "permute", "slice_t"):
+        x, y = compiled[name]
+        (seed,) = inductor_seeds(TorchCPUGenerator(15), 1)
+        np.testing.assert_array_equal(y.numpy(), inductor_dropout(x.numpy(), 0.3, int(seed)))
+        mask = inductor_dropout_mask(tuple(x.shape), 0.3, int(seed), tuple(x.stride()))
+        np.testing.assert_array_equal(y.numpy() != 0, mask)
+        assert not np.array_equal(mask, inductor_dropout_mask(tuple(x.shape), 0.3, int(seed)))
+    with pytest.raises(ValueError, match="strides must be positive"):
+        inductor_dropout_mask((2, 3), 0.3, 0, (0, 1))
 
 
 def test_two_dropouts_in_one_graph_take_seeds_in_graph_order(compiled):

@@ -13,9 +13,12 @@ of all random operations of one graph at once, at the start of every call, as
 
 from torch's **default CPU generator** (``ir.RandomSeeds`` in ``torch/_inductor/ir.py``:
 ``aten.randint.low_out(int64 min, int64 max, [K])``). The :math:`j`-th random operation of the
-graph uses seed :math:`s_j`. The C++ kernel evaluates, for the element at contiguous linear
-index :math:`i` (``lowering.py``: ``inductor_random``, ``ops.rand(seed, index)``;
-``codegen/cpp.py``: ``normalized_rand_cpu``), the function of ``cpp_prefix.h``
+graph uses seed :math:`s_j`. The C++ kernel evaluates, for the element at linear index
+:math:`i` (``lowering.py``: ``inductor_random``, ``ops.rand(seed, index)``;
+``codegen/cpp.py``: ``normalized_rand_cpu``), the function of ``cpp_prefix.h``; the index
+counts the input's elements in its physical order, the axes sorted by decreasing stride
+(``_rand_like`` in ``torch/_inductor/decomposition.py``): C order for a contiguous input,
+memory order for a transposed one.
 
 .. math::
 
@@ -143,18 +146,42 @@ def inductor_rand(seed: int, n: int) -> np.ndarray:
     return (word0 & np.uint32(0x7FFFFFFF)).astype(np.float32) * INDUCTOR_UNIFORM_SCALE
 
 
-def inductor_dropout_mask(shape: tuple[int, ...], p: float, seed: int) -> np.ndarray:
+def _physical_order(shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """The axes of ``shape`` sorted by decreasing stride (ties keep their logical order)."""
+    if len(strides) != len(shape):
+        raise ValueError(f"strides {strides!r} do not match shape {shape!r}")
+    if any(size > 1 and stride <= 0 for size, stride in zip(shape, strides, strict=True)):
+        raise ValueError(
+            f"strides must be positive on every axis longer than 1, but got {strides!r}"
+        )
+    return np.argsort(-np.asarray(strides, dtype=np.int64), kind="stable")
+
+
+def inductor_dropout_mask(
+    shape: tuple[int, ...],
+    p: float,
+    seed: int,
+    strides: tuple[int, ...] | None = None,
+) -> np.ndarray:
     r"""The keep mask :math:`u_i > \operatorname{fl}_{32}(p)` of a compiled ``F.dropout``.
+
+    Inductor's ``rand_like`` draws its uniforms in the input's **physical** order
+    (``_rand_like`` in ``torch/_inductor/decomposition.py``: the axes sorted by decreasing
+    stride, then permuted back), so :math:`u_i` goes to the element that is :math:`i`-th in
+    that order: C order for a contiguous input, memory order for a transposed or permuted one.
 
     Parameters
     ----------
     shape : tuple of int
-        The shape of the (contiguous) input; element :math:`i` in C order uses :math:`u_i`.
+        The shape of the input.
     p : float
         Drop probability, :math:`0 < p < 1` (Inductor's decomposition draws nothing for
         :math:`p = 0` and returns zeros for :math:`p = 1`).
     seed : int
         The seed of this dropout in the graph (:func:`inductor_seeds`).
+    strides : tuple of int, optional
+        The input's strides (in any unit, e.g. ``tensor.stride()`` or ``array.strides``);
+        ``None`` means contiguous (C order).
 
     Returns
     -------
@@ -162,8 +189,13 @@ def inductor_dropout_mask(shape: tuple[int, ...], p: float, seed: int) -> np.nda
     """
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1) for a random mask, but got {p!r}")
+    shape = tuple(int(s) for s in shape)
     n = int(np.prod(shape, dtype=np.int64))
-    return (inductor_rand(seed, n) > np.float32(p)).reshape(shape)
+    if strides is None:
+        return (inductor_rand(seed, n) > np.float32(p)).reshape(shape)
+    order = _physical_order(shape, tuple(strides))
+    physical = (inductor_rand(seed, n) > np.float32(p)).reshape([shape[a] for a in order])
+    return physical.transpose(np.argsort(order))
 
 
 def _uniform_of(k: int) -> np.float32:
@@ -208,6 +240,8 @@ def inductor_dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
     :math:`y = \operatorname{fl}_{32}(\operatorname{fl}_{32}(m \cdot x) \cdot
     \operatorname{fl}_{32}(1/(1-p)))` with the mask of :func:`inductor_dropout_mask`, in the
     order of the generated kernel (``tmp9 * tmp10``, then ``* static_cast<float>(1/(1-p))``).
+    The mask follows the memory layout of ``x`` (its strides), as the compiled kernel's does
+    for a tensor whose ``.numpy()`` view ``x`` is.
 
     Parameters
     ----------
@@ -224,7 +258,7 @@ def inductor_dropout(x: np.ndarray, p: float, seed: int) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype != np.float32:
         raise TypeError(f"x must be float32 (the dtype this emulation covers), got {x.dtype}")
-    mask = inductor_dropout_mask(x.shape, p, seed).astype(np.float32)
+    mask = inductor_dropout_mask(x.shape, p, seed, x.strides).astype(np.float32)
     return (mask * x) * np.float32(1.0 / (1.0 - p))
 
 
