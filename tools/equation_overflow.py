@@ -1,8 +1,9 @@
 """Measure display equations that do not fit the column, on every page of the built book.
 
-Usage: ``python tools/equation_overflow.py`` after ``make book`` (needs Chromium at
-``$CHROMIUM_PATH``, default ``/usr/bin/chromium``). Prints, per page, how many display equations
-need more width than the text column at 1280 px and at 390 px, and which ones. The browser
+Usage: ``python tools/equation_overflow.py [PAGE ...]`` after ``make book`` (needs Chromium at
+``$CHROMIUM_PATH``, default ``/usr/bin/chromium``; ``$BOOK_HTML`` points at another build's
+``html`` folder; PAGE is a toc path such as ``book/17-structured-dropout``, default every page).
+Prints, per page, how many display equations need more width than the text column at 1280 px and at 390 px, and which ones. The browser
 test (``tests/book/test_browser.py``) uses the same measurement and fails when a page has any
 at 1280 px or more than ``PHONE_EQUATION_BUDGET`` at 390 px.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
+HTML = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html"))
 WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 # For every display equation: the width its formula and its number need, and the column's.
@@ -78,7 +79,7 @@ def main() -> int:
     print(f"{'page':<28} {'equations':>9} {'>1280':>6} {'>390':>5}")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        for page in toc_pages():
+        for page in sys.argv[1:] or toc_pages():
             found = {}
             for name, viewport in WIDTHS.items():
                 context = browser.new_context(viewport=viewport)
