@@ -3,9 +3,10 @@
 Usage: ``python tools/equation_overflow.py [PAGE ...]`` after ``make book`` (needs Chromium at
 ``$CHROMIUM_PATH``, default ``/usr/bin/chromium``; ``$BOOK_HTML`` points at another build's
 ``html`` folder; PAGE is a toc path such as ``book/17-structured-dropout``, default every page).
-Prints, per page, how many display equations need more width than the text column at 1280 px and at 390 px, and which ones. The browser
-test (``tests/book/test_browser.py``) uses the same measurement and fails when a page has any
-at 1280 px or more than ``PHONE_EQUATION_BUDGET`` at 390 px.
+Prints, per page, how many display equations need more width than the text column at 1280 px
+and at 390 px, and which ones. The browser test (``tests/book/test_browser.py``) uses the same
+measurement and fails when a page has any at 1280 px or more than ``PHONE_EQUATION_BUDGET`` at
+390 px.
 """
 
 from __future__ import annotations
