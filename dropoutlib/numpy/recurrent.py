@@ -6,9 +6,11 @@ feature, :math:`m_{bh} \sim \mathrm{Bernoulli}(1 - p)`, and **reused at every ti
 
 .. math::
 
-   y_{tbh} = \frac{m_{bh}}{1 - p}\, x_{tbh}, \qquad
-   \frac{\partial L}{\partial x_{tbh}} = \frac{m_{bh}}{1 - p}\,
+   \begin{aligned}
+   y_{tbh} &= \frac{m_{bh}}{1 - p}\, x_{tbh}, \\
+   \frac{\partial L}{\partial x_{tbh}} &= \frac{m_{bh}}{1 - p}\,
    \frac{\partial L}{\partial y_{tbh}}.
+   \end{aligned}
 
 **Embedding dropout** (Gal & Ghahramani, 2016, section 4.2; Merity et al., 2018) drops whole
 rows of the embedding matrix :math:`W \in \mathbb{R}^{V \times D}`: word :math:`v` is dropped
@@ -17,13 +19,13 @@ with probability :math:`p` for the whole batch, wherever it occurs,
 
 **Concrete dropout** (Gal, Hron & Kendall, 2017) replaces the Bernoulli drop mask by its
 continuous relaxation (Maddison et al., 2017; Jang et al., 2017) so that :math:`p` can be
-learned by gradient descent:
+learned by gradient descent: with :math:`u \sim U(0, 1)` and
+:math:`\operatorname{logit} q = \log q - \log(1-q)`,
 
 .. math::
 
    \begin{aligned}
-   \tilde z &= \sigma\!\Big(\tfrac{1}{t}\big(\log p - \log(1-p)
-      + \log u - \log(1-u)\big)\Big), \quad u \sim U(0, 1), \\
+   \tilde z &= \sigma\big((\operatorname{logit} p + \operatorname{logit} u)/t\big), \\
    y &= x\, \frac{1 - \tilde z}{1 - p},
    \end{aligned}
 
@@ -337,9 +339,13 @@ def concrete_drop_mask(
 
     .. math::
 
-       \tilde z = \sigma(a), \quad
-       a = \frac{1}{t}\big(\log(p+\varepsilon) - \log(1-p+\varepsilon)
-           + \log(u+\varepsilon) - \log(1-u+\varepsilon)\big).
+       \begin{aligned}
+       \tilde z &= \sigma(a), \\
+       a &= \big(\ell(p) + \ell(u)\big)/t, \\
+       \ell(q) &= \log(q+\varepsilon) - \log(1-q+\varepsilon),
+       \end{aligned}
+
+    where :math:`\ell` is the logit with :math:`\varepsilon` inside each logarithm.
 
     As :math:`t \to 0`, :math:`\tilde z \to [u > 1 - p]` (up to :math:`\varepsilon`), a
     Bernoulli(:math:`p`) drop indicator: :math:`a > 0` exactly when
@@ -397,8 +403,8 @@ def concrete_dropout_backward(
        \begin{aligned}
        \frac{\partial L}{\partial x} &= g\, \frac{1 - \tilde z}{1 - p}, \\
        \frac{\partial L}{\partial p} &= \sum g\, x \Big(
-         \frac{1 - \tilde z}{(1-p)^2}
-         - \frac{\tilde z (1 - \tilde z)}{1 - p}\,\frac{\partial a}{\partial p}\Big).
+         \frac{1 - \tilde z}{(1-p)^2} \\
+       &\qquad - \frac{\tilde z (1 - \tilde z)}{1 - p}\,\frac{\partial a}{\partial p}\Big).
        \end{aligned}
 
     Returns
@@ -435,12 +441,15 @@ def concrete_regularizer(
 
     .. math::
 
-       R(W, p) = \lambda_w \frac{\lVert W \rVert^2}{1 - p}
-         + \lambda_p K \big(p \log p + (1 - p)\log(1 - p)\big),
+       \begin{aligned}
+       R &= \lambda_w \frac{\lVert W \rVert^2}{1 - p} - \lambda_p K\, \mathcal H(p), \\
+       \mathcal H(p) &= -p \log p - (1 - p)\log(1 - p),
+       \end{aligned}
 
     the KL divergence of the approximate posterior from the prior up to constants: the first
     term is weight decay scaled by the keep rate, the second is :math:`-K` times the entropy
-    of a Bernoulli(:math:`p`), which pushes :math:`p` towards :math:`1/2`. The authors set
+    :math:`\mathcal H(p)` of a Bernoulli(:math:`p`), which pushes :math:`p` towards
+    :math:`1/2`. The authors set
     :math:`\lambda_w = l^2/N` (prior length-scale :math:`l`) and :math:`\lambda_p = 2/N` for
     regression (:math:`2/(\tau N)` with precision :math:`\tau`), where :math:`N` is the number
     of training examples, so both terms fade as the data set grows; :math:`K` is the
@@ -468,9 +477,11 @@ def concrete_regularizer_backward(
 
     .. math::
 
-       \frac{\partial R}{\partial W} = \frac{2 \lambda_w W}{1 - p}, \qquad
-       \frac{\partial R}{\partial p} = \frac{\lambda_w \lVert W\rVert^2}{(1-p)^2}
+       \begin{aligned}
+       \frac{\partial R}{\partial W} &= \frac{2 \lambda_w W}{1 - p}, \\
+       \frac{\partial R}{\partial p} &= \frac{\lambda_w \lVert W\rVert^2}{(1-p)^2}
          + \lambda_p K \log\frac{p}{1 - p}.
+       \end{aligned}
     """
     weight = check_float_array(weight, "weight")
     p = _check_open_p(p)

@@ -93,8 +93,10 @@ def dropconnect_linear(
 
     .. math::
 
-       u_n = \frac{(M_n \odot W)\, x_n}{1 - p} + b, \qquad
-       \mathbb{E}_M[u_n] = W x_n + b.
+       \begin{aligned}
+       u_n &= \frac{(M_n \odot W)\, x_n}{1 - p} + b, \\
+       \mathbb{E}_M[u_n] &= W x_n + b.
+       \end{aligned}
 
     The bias is not dropped. In evaluation the layer is :math:`Wx + b` (weight scaling, which
     is the identity in the inverted form).
@@ -154,9 +156,11 @@ def dropconnect_linear_backward(
 
     .. math::
 
-       \frac{\partial L}{\partial x_n} = \tilde W_n^\top g_n, \qquad
-       \frac{\partial L}{\partial W} = \frac{1}{1-p} \sum_n M_n \odot (g_n x_n^\top),
-       \qquad \frac{\partial L}{\partial b} = \sum_n g_n.
+       \begin{aligned}
+       \frac{\partial L}{\partial x_n} &= \tilde W_n^\top g_n, \\
+       \frac{\partial L}{\partial W} &= \frac{1}{1-p} \sum_n M_n \odot (g_n x_n^\top), \\
+       \frac{\partial L}{\partial b} &= \sum_n g_n.
+       \end{aligned}
 
     A dropped weight gets no gradient from the examples that dropped it.
 
@@ -227,7 +231,10 @@ def gaussian_relu_mean(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
 
     .. math::
 
-       \mathbb E[\max(u,0)] = \mu\, \Phi(\mu/\sigma) + \sigma\, \varphi(\mu/\sigma),
+       \begin{aligned}
+       \mathbb E[\max(u,0)] &= \mu\, \Phi(\mu/\sigma) \\
+       &\quad + \sigma\, \varphi(\mu/\sigma),
+       \end{aligned}
 
     with :math:`\Phi, \varphi` the standard normal CDF and density, and
     :math:`\max(\mu, 0)` where :math:`\sigma = 0`. This is the closed form of the paper's
@@ -405,10 +412,13 @@ def drop_path(
 
     .. math::
 
-       y_n = \frac{b_n}{1-p}\, x_n \ \ (\text{inverted}), \qquad
-       y_n = b_n\, x_n \ \ (\text{standard, Huang et al. 2016}),
+       \begin{aligned}
+       \text{inverted:} \quad y_n &= \frac{b_n}{1-p}\, x_n, \\
+       \text{standard:} \quad y_n &= b_n\, x_n,
+       \end{aligned}
 
-    and in evaluation :math:`y = x` (inverted) or :math:`y = (1-p)\,x` (standard: the paper's
+    (standard: Huang et al., 2016) and in evaluation :math:`y = x` (inverted) or
+    :math:`y = (1-p)\,x` (standard: the paper's
     test-time rule :math:`H_\ell = \mathrm{ReLU}(p_\ell f_\ell(H_{\ell-1}) + H_{\ell-1})`
     with **survival** probability :math:`p_\ell = 1-p`). Both have
     :math:`\mathbb E[\text{train}] = \text{eval}`; the inverted network is the standard one
@@ -623,8 +633,10 @@ def dropblock_drop_rate(
 
     .. math::
 
-       \bar p(\gamma) = \frac{1}{HW} \sum_{i,j} \bigl(1 - (1-\gamma)^{c_{ij}}\bigr)
-       \;\le\; \frac{\gamma}{HW} \sum_{i,j} c_{ij},
+       \begin{aligned}
+       \bar p(\gamma) &= \frac{1}{HW} \sum_{i,j} \bigl(1 - (1-\gamma)^{c_{ij}}\bigr) \\
+       &\le \frac{\gamma}{HW} \sum_{i,j} c_{ij},
+       \end{aligned}
 
     and :math:`\sum_{ij} c_{ij} = k^2 (H-k+1)(W-k+1)` for valid seeds: the bound is the
     first-order rate that :func:`dropblock_gamma` inverts.

@@ -126,13 +126,15 @@ class VariationalGRU(nn.Module):
     .. math::
 
        \begin{aligned}
-       r_t &= \sigma(W_{ir}\tilde x_t + b_{ir} + W_{hr}\tilde h_{t-1} + b_{hr}), \\
-       z_t &= \sigma(W_{iz}\tilde x_t + b_{iz} + W_{hz}\tilde h_{t-1} + b_{hz}), \\
-       n_t &= \tanh(W_{in}\tilde x_t + b_{in} + r_t \odot (W_{hn}\tilde h_{t-1} + b_{hn})), \\
+       r_t &= \sigma(W_{ir}\tilde x_t + W_{hr}\tilde h_{t-1} + b_r), \\
+       z_t &= \sigma(W_{iz}\tilde x_t + W_{hz}\tilde h_{t-1} + b_z), \\
+       n_t &= \tanh\big(W_{in}\tilde x_t + b_{in} \\
+       &\qquad + r_t \odot (W_{hn}\tilde h_{t-1} + b_{hn})\big), \\
        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1},
        \end{aligned}
 
-    with :math:`\tilde x_t = x_t \odot m^x_t/(1-p_x)` and
+    with :math:`b_r = b_{ir} + b_{hr}`, :math:`b_z = b_{iz} + b_{hz}`,
+    :math:`\tilde x_t = x_t \odot m^x_t/(1-p_x)` and
     :math:`\tilde h_{t-1} = h_{t-1} \odot m^h_t/(1-p_h)`. With ``locked=True`` the masks
     :math:`m^x, m^h` are drawn once per sequence (the same at every step: variational
     dropout); with ``locked=False`` they are drawn afresh at every step, on the input and on
@@ -329,8 +331,10 @@ def concrete_dropout(
 
     .. math::
 
-       \tilde z = \sigma\Big(\frac{\log(p+\varepsilon) - \log(1-p+\varepsilon)
-         + \log(u+\varepsilon) - \log(1-u+\varepsilon)}{t}\Big),
+       \begin{aligned}
+       \tilde z &= \sigma\big((\ell(p) + \ell(u))/t\big), \\
+       \ell(q) &= \log(q+\varepsilon) - \log(1-q+\varepsilon),
+       \end{aligned}
 
     the relaxation of :func:`dropoutlib.numpy.concrete_drop_mask`.
     ``p`` is a tensor (usually :math:`\sigma` of a learned logit) and receives a gradient.
@@ -352,8 +356,10 @@ class ConcreteDropout(nn.Module):
 
     .. math::
 
-       R = \lambda_w \frac{\lVert W \rVert^2}{1 - p}
-         + \lambda_p K \big(p \log p + (1-p) \log(1-p)\big),
+       \begin{aligned}
+       R &= \lambda_w \frac{\lVert W \rVert^2}{1 - p} - \lambda_p K\, \mathcal H(p), \\
+       \mathcal H(p) &= -p \log p - (1-p) \log(1-p),
+       \end{aligned}
 
     with :math:`W` the layer's ``weight`` and :math:`K` its input dimension
     (:func:`dropoutlib.numpy.concrete_regularizer`); add :func:`concrete_regularization` of
@@ -460,8 +466,11 @@ def r_drop_loss(logits_a: Tensor, logits_b: Tensor, target: Tensor, alpha: float
 
     .. math::
 
-       L = \tfrac12\big(\mathrm{CE}(P_a, y) + \mathrm{CE}(P_b, y)\big)
-         + \alpha\, \tfrac12\big(\mathrm{KL}(P_a\|P_b) + \mathrm{KL}(P_b\|P_a)\big),
+       \begin{aligned}
+       L &= \tfrac12\big(\mathrm{CE}(P_a, y) + \mathrm{CE}(P_b, y)\big) \\
+       &\quad + \alpha S, \\
+       S &= \tfrac12\big(\mathrm{KL}(P_a\|P_b) + \mathrm{KL}(P_b\|P_a)\big),
+       \end{aligned}
 
     each term a mean over the batch. The :math:`\tfrac12` on the cross-entropies is the
     authors' README (``ce_loss = 0.5 * (...)``); the paper writes the sum of the two

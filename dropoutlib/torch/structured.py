@@ -69,7 +69,10 @@ def stochastic_depth(input: Tensor, p: float, mode: str, training: bool = True) 
 
     .. math::
 
-       y = \frac{b}{1 - p}\, x \quad (p < 1), \qquad y = 0 \cdot x \quad (p = 1).
+       \begin{aligned}
+       y &= \frac{b}{1 - p}\, x \quad (p < 1), \\
+       y &= 0 \cdot x \quad (p = 1).
+       \end{aligned}
 
     In a residual block :math:`x + \mathrm{stochastic\_depth}(f(x))` it removes the branch
     :math:`f` for the dropped samples (Huang et al., 2016).
