@@ -151,8 +151,10 @@ def byte_first_keep_probability(p: float) -> Fraction:
 
     .. math::
 
-       P = \sum_{k=0}^{3} \frac{255 - d_k}{256^{k+1}} + \frac{1}{256^4}
-         = 1 - \frac{T}{2^{32}} .
+       \begin{aligned}
+       P &= \sum_{k=0}^{3} \frac{255 - d_k}{256^{k+1}} + \frac{1}{256^4} \\
+         &= 1 - \frac{T}{2^{32}} .
+       \end{aligned}
 
     Returns the sum over the enumerated byte outcomes (a :class:`fractions.Fraction`).
     """

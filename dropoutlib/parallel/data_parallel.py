@@ -6,8 +6,10 @@ loss that is a mean over the micro-batch the replicas end with
 
 .. math::
 
-   \bar g = \frac1W \sum_{r} \frac1b \sum_{k \in \text{batch}_r} \nabla \ell_k
-          = \frac1{Wb} \sum_{k=1}^{Wb} \nabla \ell_k,
+   \begin{aligned}
+   \bar g &= \frac1W \sum_{r} \frac1b \sum_{k \in \text{batch}_r} \nabla \ell_k \\
+          &= \frac1{Wb} \sum_{k=1}^{Wb} \nabla \ell_k,
+   \end{aligned}
 
 the gradient of the mean loss over the concatenated batch, **provided** each row's loss
 :math:`\ell_k` is computed with the mask that row had on its replica. The replicas draw

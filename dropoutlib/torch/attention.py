@@ -6,8 +6,11 @@ rescales the survivors:
 
 .. math::
 
-   \tilde A_{ij} = \frac{m_{ij}}{1-p} A_{ij}, \quad m_{ij} \sim \mathrm{Bernoulli}(1-p),
-   \qquad \text{out} = \tilde A V,
+   \begin{aligned}
+   \tilde A_{ij} &= \frac{m_{ij}}{1-p} A_{ij}, \\
+   m_{ij} &\sim \mathrm{Bernoulli}(1-p), \\
+   \text{out} &= \tilde A V,
+   \end{aligned}
 
 so :math:`\mathbb{E}[\tilde A] = A` but a row of :math:`\tilde A` no longer sums to 1.
 
@@ -108,12 +111,15 @@ def sdpa_math(
 
     With :math:`s` = ``scale`` or :math:`1/\sqrt{E}` (:math:`E` = ``query.size(-1)``), both
     :math:`Q` and :math:`K` are multiplied by :math:`\sqrt{s}` before the product (in double
-    precision for the scalar, as ATen's ``calculate_scale(...).sqrt()``):
+    precision for the scalar, as ATen's ``calculate_scale(...).sqrt()``), giving
+    :math:`Q_s = \sqrt{s}\,Q` and :math:`K_s = \sqrt{s}\,K`:
 
     .. math::
 
-       A = \operatorname{softmax}\bigl((\sqrt{s}\,Q)(\sqrt{s}\,K)^\top + M\bigr), \qquad
-       \text{out} = \operatorname{dropout}_p(A)\, V,
+       \begin{aligned}
+       A &= \operatorname{softmax}\bigl(Q_s K_s^\top + M\bigr), \\
+       \text{out} &= \operatorname{dropout}_p(A)\, V,
+       \end{aligned}
 
     with :math:`M` the additive mask (a boolean mask becomes 0 where ``True`` and
     :math:`-\infty` where ``False``; ``is_causal`` is a lower-triangular boolean mask), a

@@ -9,35 +9,38 @@ of all random operations of one graph at once, at the start of every call, as
 
 .. math::
 
-   s_j = \operatorname{randint}(-2^{63},\ 2^{63} - 1)\quad (j = 0, \dots, K - 1),
+   s_j = \operatorname{randint}(-2^{63},\ 2^{63} - 1),
 
-from torch's **default CPU generator** (``ir.RandomSeeds`` in ``torch/_inductor/ir.py``:
-``aten.randint.low_out(int64 min, int64 max, [K])``). The :math:`j`-th random operation of the
-graph uses seed :math:`s_j`. The C++ kernel evaluates, for the element at linear index
-:math:`i` (``lowering.py``: ``inductor_random``, ``ops.rand(seed, index)``;
-``codegen/cpp.py``: ``normalized_rand_cpu``), the function of ``cpp_prefix.h``; the index
-counts the input's elements in its physical order, the axes sorted by decreasing stride
-(``_rand_like`` in ``torch/_inductor/decomposition.py``): C order for a contiguous input,
+for :math:`j = 0, \dots, K - 1`, from torch's **default CPU generator** (``ir.RandomSeeds`` in
+``torch/_inductor/ir.py``: ``aten.randint.low_out(int64 min, int64 max, [K])``). The :math:`j`-th
+random operation of the graph uses seed :math:`s_j`. The C++ kernel evaluates, for the element at
+linear index :math:`i` (``lowering.py``: ``inductor_random``, ``ops.rand(seed, index)``;
+``codegen/cpp.py``: ``normalized_rand_cpu``), the function of ``cpp_prefix.h``; the index counts the
+input's elements in its physical order, the axes sorted by decreasing stride (``_rand_like`` in
+``torch/_inductor/decomposition.py``): C order for a contiguous input,
 memory order for a transposed one.
 
 .. math::
 
    \begin{aligned}
-   w_i &= \text{word 0 of } \operatorname{Philox4x32\text{-}10}\bigl(
-          \text{counter} = (i, 0, 0, 0),\ \text{key} = (s \bmod 2^{32},\ 0)\bigr), \\
-   u_i &= \operatorname{fl}_{32}\bigl(\operatorname{fl}_{32}(w_i \,\&\, (2^{31} - 1))
-          \cdot 4.6566127342 \times 10^{-10}\bigr),
+   w_i &= \text{word 0 of } \operatorname{Philox4x32\text{-}10}(c_i, k), \\
+   c_i &= (i, 0, 0, 0), \quad k = (s \bmod 2^{32},\ 0), \\
+   u_i &= \operatorname{fl}_{32}\bigl(\operatorname{fl}_{32}(w_i \,\&\, (2^{31} - 1)) \\
+       &\qquad \cdot 4.6566127342 \times 10^{-10}\bigr),
    \end{aligned}
 
-(``at::Philox4_32(seed, 0, offset)`` of ``ATen/core/PhiloxRNGEngine.h`` puts the offset in
-counter words 0-1 and the subsequence 0 in words 2-3; the ``uint32_t`` parameter keeps the low
-32 bits of the int64 seed). The fused kernel then computes, in float32,
+with counter :math:`c_i` and key :math:`k` (``at::Philox4_32(seed, 0, offset)`` of
+``ATen/core/PhiloxRNGEngine.h`` puts the offset in counter words 0-1 and the subsequence 0 in
+words 2-3; the ``uint32_t`` parameter keeps the low 32 bits of the int64 seed). The fused
+kernel then computes, in float32,
 
 .. math::
 
-   m_i = [\,u_i > \operatorname{fl}_{32}(p)\,], \qquad
-   y_i = \operatorname{fl}_{32}\bigl(\operatorname{fl}_{32}(m_i x_i)
-         \cdot \operatorname{fl}_{32}(1/(1-p))\bigr).
+   \begin{aligned}
+   m_i &= [\,u_i > \operatorname{fl}_{32}(p)\,], \\
+   y_i &= \operatorname{fl}_{32}\bigl(\operatorname{fl}_{32}(m_i x_i) \\
+       &\qquad \cdot \operatorname{fl}_{32}(1/(1-p))\bigr).
+   \end{aligned}
 
 Each seed costs the default generator one ``random64`` (two 32-bit MT19937 words):
 :math:`s = \bigl((v \bmod (2^{64} - 1)) + (-2^{63})\bigr) \bmod 2^{64}` read as a signed
@@ -280,8 +283,8 @@ def triton_rand(seed: int, n: int, layout: str = "rand") -> np.ndarray:
     Returns
     -------
     numpy.ndarray of float32, shape (n,)
-        :math:`\operatorname{fl}_{32}(\operatorname{fl}_{32}(v) \cdot
-        4.6566127342\times 10^{-10})` with :math:`v = x` for :math:`x \ge 0` and
+        :math:`\operatorname{fl}_{32}(\operatorname{fl}_{32}(v) \cdot c)`, where
+        :math:`c = 4.6566127342\times 10^{-10}`, with :math:`v = x` for :math:`x \ge 0` and
         :math:`v = \lnot x = -x - 1` for :math:`x < 0`, :math:`x` the word read as an int32.
     """
     seed = _check_seed(seed) & 0xFFFFFFFFFFFFFFFF

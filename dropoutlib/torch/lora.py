@@ -8,8 +8,11 @@ lora_B(lora_A(dropout(x))) * scaling``) drops the input of the **adapter** branc
 
 .. math::
 
-   y = W_0 x + b + \frac{\alpha}{r}\, B A\, \Bigl(\frac{m}{1-p} \odot x\Bigr),
-   \qquad m_i \sim \mathrm{Bernoulli}(1-p),
+   \begin{aligned}
+   y &= W_0 x + b \\
+     &\quad + \frac{\alpha}{r}\, B A\, \Bigl(\frac{m}{1-p} \odot x\Bigr), \\
+   m_i &\sim \mathrm{Bernoulli}(1-p),
+   \end{aligned}
 
 so the frozen path sees the clean input, and only the update is trained under noise. Since the
 branch is linear in the mask, :math:`\mathbb{E}_m[y] = (W_0 + \frac{\alpha}{r}BA)x + b`: the
