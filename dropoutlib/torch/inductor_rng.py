@@ -26,7 +26,7 @@ memory order for a transposed one.
    w_i &= \text{word 0 of } \operatorname{Philox4x32\text{-}10}(c_i, k), \\
    c_i &= (i, 0, 0, 0), \quad k = (s \bmod 2^{32},\ 0), \\
    u_i &= \operatorname{fl}_{32}\bigl(\operatorname{fl}_{32}(w_i \,\&\, (2^{31} - 1)) \\
-       &\qquad \cdot 4.6566127342 \times 10^{-10}\bigr),
+       &\qquad {}\cdot 4.6566127342 \times 10^{-10}\bigr),
    \end{aligned}
 
 with counter :math:`c_i` and key :math:`k` (``at::Philox4_32(seed, 0, offset)`` of
@@ -39,7 +39,7 @@ kernel then computes, in float32,
    \begin{aligned}
    m_i &= [\,u_i > \operatorname{fl}_{32}(p)\,], \\
    y_i &= \operatorname{fl}_{32}\bigl(\operatorname{fl}_{32}(m_i x_i) \\
-       &\qquad \cdot \operatorname{fl}_{32}(1/(1-p))\bigr).
+       &\qquad {}\cdot \operatorname{fl}_{32}(1/(1-p))\bigr).
    \end{aligned}
 
 Each seed costs the default generator one ``random64`` (two 32-bit MT19937 words):

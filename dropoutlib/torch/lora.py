@@ -10,7 +10,7 @@ lora_B(lora_A(dropout(x))) * scaling``) drops the input of the **adapter** branc
 
    \begin{aligned}
    y &= W_0 x + b \\
-     &\quad + \frac{\alpha}{r}\, B A\, \Bigl(\frac{m}{1-p} \odot x\Bigr), \\
+     &\quad {}+ \frac{\alpha}{r}\, B A\, \Bigl(\frac{m}{1-p} \odot x\Bigr), \\
    m_i &\sim \mathrm{Bernoulli}(1-p),
    \end{aligned}
 
