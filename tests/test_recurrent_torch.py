@@ -355,3 +355,37 @@ def test_one_point_of_the_concrete_sweep_reproduces():
     again = point("recurrent_concrete", 0, {"n": 10, "doubled": False}, res.config)
     for key in ("p_input", "p_hidden1", "p_hidden2"):
         assert again[key] == pytest.approx(row[key], rel=0.05, abs=0.005)
+
+
+def test_schedules_file_has_the_codes_arms_and_completing_it_reproduces_the_control(tmp_path):
+    """The committed schedules file holds exactly the final settings the code derives from its
+    own grid; removing R-Drop's control (two passes, alpha = 0) from a one-seed copy and
+    completing it re-trains just those points and puts back the committed rows, in order."""
+    import json
+
+    from dropoutlib.experiments import load_results
+    from dropoutlib.experiments.recurrent import _finals, complete
+
+    res = load_results("recurrent_schedules")
+    assert res.settings == _finals(res.name, res.extras["grid"], res.config)
+    control = [st for st in res.settings if st["arm"] == "two passes"]
+    assert [st["alpha"] for st in control] == [0.0, 0.0] and all(
+        st["p"] == res.select(arm="R-Drop")[0]["p"] for st in control
+    )
+    data = json.loads(res.to_json())
+    data["seeds"] = [0]
+    data["settings"] = [st for st in res.settings if st["arm"] != "two passes"]
+    data["rows"] = [r for r in res.rows if r["seed"] == 0 and r["arm"] != "two passes"]
+    del data["extras"]["curves"]["two passes, seed 0"]
+    path = tmp_path / "schedules.json"
+    path.write_text(json.dumps(data))
+    done = complete(str(path))
+    want = [r for r in res.rows if r["seed"] == 0]
+    assert [r["arm"] for r in done.rows] == [r["arm"] for r in want]
+    assert done.meta["completed"][-1]["added"] == control
+    for got, row in zip(done.rows, want, strict=True):
+        if row["arm"] != "two passes":
+            assert got == row
+        else:
+            assert got["test_acc"] == pytest.approx(row["test_acc"], abs=ACC_TOLERANCE)
+            assert got["best_epoch"] == pytest.approx(row["best_epoch"], abs=3)

@@ -13,7 +13,8 @@ name                     what
                          label): no dropout, element-wise dropout of the embeddings, whole-word
                          embedding dropout
 ``recurrent_schedules``  the digits-by-rows GRU (``nn.GRU``): no dropout, standard dropout,
-                         R-Drop, early and late dropout
+                         R-Drop, its control (two passes, :math:`\alpha = 0`), early and
+                         late dropout
 ``recurrent_concrete``   concrete dropout's learned :math:`p` against the training-set size
                          :math:`N` (Gal, Hron & Kendall's toy regression,
                          :math:`y = 2x + 8 + \varepsilon`)
@@ -37,6 +38,7 @@ import math
 import multiprocessing
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,7 +60,7 @@ from dropoutlib.torch.recurrent import (
     set_dropout_p,
 )
 
-__all__ = ["digits_rows", "fit", "point", "run", "token_task"]
+__all__ = ["complete", "digits_rows", "fit", "point", "run", "token_task"]
 
 FINAL_SEEDS = [0, 1, 2, 3, 4]
 
@@ -280,6 +282,10 @@ def fit(
     }  # fmt: skip
 
 
+_MEASURED = {"seed", "val_loss", "val_acc", "test_loss", "test_acc", "best_epoch", "epochs",
+             "stopped"}  # fmt: skip
+
+
 def _budget(config: dict[str, Any], which: str) -> dict[str, int]:
     b = dict(config["budget"])
     if which == "doubled":
@@ -449,6 +455,7 @@ def _finals(name: str, grid_rows: list[dict[str, Any]], config: dict[str, Any]) 
         alpha = _best(alpha_rows, "R-Drop", "alpha")
         arms = [{"arm": "none"}, {"arm": "dropout", "p": p},
                 {"arm": "R-Drop", "p": p, "alpha": alpha},
+                {"arm": "two passes", "p": p, "alpha": 0.0},  # R-Drop's control: no KL term
                 {"arm": "early", "p": p}, {"arm": "late", "p": p}]  # fmt: skip
     return [{**a, "budget": b} for b in ("base", "doubled") for a in arms]
 
@@ -492,3 +499,51 @@ def run(name: str, seeds: list[int], quick: bool, progress: bool) -> Results:
         "quick": quick,
     }
     return Results(name, rows, config, list(seeds), settings, meta, extras)
+
+
+def complete(path: str, progress: bool = False) -> Results:
+    """Add to the results file ``path`` the final points the code now has and the file lacks
+    (an arm added after the sweep ran), and write the file back.
+
+    The final settings are derived again from the file's own validation grid (so the added arm
+    gets the chosen :math:`p`); every setting already in the file must be among them. Only the
+    missing (seed, setting) points are trained; a point depends on its seed, setting and
+    configuration alone, so the added rows are the rows a full re-run would give, and the
+    stored rows are kept unchanged. Rows, settings and curves are merged in a full run's
+    order; ``meta["completed"]`` records the call, the settings added, time and versions.
+    """
+    res = Results.from_json(Path(path).read_text())
+    if res.meta.get("quick") or res.name == "recurrent_concrete":
+        raise ValueError(f"complete() takes a full classification sweep, got {res.name!r}")
+    start = time.perf_counter()
+    settings = _finals(res.name, res.extras["grid"], res.config)
+    if any(st not in settings for st in res.settings):
+        raise ValueError("the file's settings are not the code's: re-run the whole sweep")
+    missing = [st for st in settings if st not in res.settings]
+    jobs = [(res.name, s, st, res.config) for s in res.seeds for st in missing]
+    bar = Progress(len(jobs), f"{res.name} (added)") if progress else None
+    fresh = _run_jobs(jobs, bar)
+
+    def stored(seed: int, st: dict[str, Any]) -> dict[str, Any]:
+        (row,) = [r for r in res.rows if r["seed"] == seed
+                  and {k: v for k, v in r.items() if k not in _MEASURED} == st]  # fmt: skip
+        return row
+
+    new = iter(fresh)
+    rows = [dict(next(new)) if st in missing else stored(s, st)
+            for s in res.seeds for st in settings]  # fmt: skip
+    curves = {}
+    for r in rows:
+        if r["budget"] == "base" and r["seed"] == res.seeds[0]:
+            key = f"{r['arm']}, seed {r['seed']}"
+            curves[key] = r.pop("curve") if "curve" in r else res.extras["curves"][key]
+    res.rows = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+    res.settings = settings
+    res.extras["curves"] = curves
+    res.meta.setdefault("completed", []).append({
+        "call": f"dropoutlib.experiments.recurrent.complete({str(path)!r})",
+        "added": missing, "seconds": round(time.perf_counter() - start, 1),
+        "workers": _workers(), "versions": {**versions(), "torch": torch.__version__},
+    })  # fmt: skip
+    res.save(path)
+    return res
